@@ -1,0 +1,44 @@
+"""Encoders: Flax NNX modules mapping a view to a representation, `enc(x) -> z`.
+
+Public classes are re-exported here; `make(name, *, rngs, **kwargs)` builds one
+by name from `_REGISTRY`. To add an encoder, import its class below and add
+one entry to `_REGISTRY`.
+"""
+
+from flax import nnx
+
+from mi_jax.encoders.mlp import MLP
+
+_REGISTRY = {
+    "mlp": MLP,
+}
+
+
+def names() -> tuple[str, ...]:
+  """Returns the registered encoder names, sorted."""
+  return tuple(sorted(_REGISTRY))
+
+
+def register(name: str, cls) -> None:
+  """Adds `cls` to the registry under `name` (for encoders defined elsewhere)."""
+  if name in _REGISTRY and _REGISTRY[name] is not cls:
+    raise ValueError(f"Encoder name {name!r} is already registered.")
+  _REGISTRY[name] = cls
+
+
+def make(name: str, *, rngs: nnx.Rngs, **kwargs) -> nnx.Module:
+  """Builds the encoder registered as `name` with `cls(**kwargs, rngs=rngs)`.
+
+  Raises:
+    ValueError: if `name` is not registered; the message lists known names.
+  """
+  try:
+    cls = _REGISTRY[name]
+  except KeyError:
+    raise ValueError(
+        f"Unknown encoder {name!r}; known encoders: {sorted(_REGISTRY)}"
+    ) from None
+  return cls(**kwargs, rngs=rngs)
+
+
+__all__ = ["MLP", "make", "names", "register"]
