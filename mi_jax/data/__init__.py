@@ -1,0 +1,14 @@
+"""Data: the embedded `mnist5k` TFDS dataset, one TFDS loader, batch iterators.
+
+Public names:
+  load_arrays(name, split, *, data_dir=None) -> {"image", "label"} NumPy arrays
+  data_source(name, split, data_dir=None) -> random-access TFDS source
+  BatchIterator(data, batch_size, *, seed, ...) -> deterministic host-sharded
+    batches with get_state() / set_state()
+  prepare_mnist5k(data_dir=None), default_data_dir()
+"""
+from mi_jax.data.embedded import default_data_dir
+from mi_jax.data.embedded import prepare_mnist5k
+from mi_jax.data.loader import data_source
+from mi_jax.data.loader import load_arrays
+from mi_jax.data.loader import to_model_batch
