@@ -9,6 +9,7 @@ Public names:
 """
 from mi_jax.data.embedded import default_data_dir
 from mi_jax.data.embedded import prepare_mnist5k
+from mi_jax.data.iterator import BatchIterator
 from mi_jax.data.loader import data_source
 from mi_jax.data.loader import load_arrays
 from mi_jax.data.loader import to_model_batch
