@@ -1,0 +1,101 @@
+"""Shared helpers of the bounds: input checks, masked reductions, safe exp.
+
+Everything here works on float32 score matrices `scores_BxC` (B rows, C
+columns) and boolean masks of the same shape. Excluded entries are dropped with
+`-inf` / `jnp.where`, never by subtracting a constant, and every helper keeps
+both its value and its gradient finite for finite inputs.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+# exp() saturates at exp(_LOG_MAX) ~ 5.5e34 instead of overflowing to inf.
+_LOG_MAX = 80.0
+
+
+def prepare(scores, mask):
+  """Checks `scores` / `mask` at trace time and returns float32 scores + masks.
+
+  Args:
+    scores: [B, C] floating array, `scores[i, j] = f(a_i, b_j)`.
+    mask: None (positives on the diagonal; needs B == C) or a boolean [B, C].
+
+  Returns:
+    (scores_BxC float32, pos_BxC bool, neg_BxC bool).
+  """
+  scores = jnp.asarray(scores)
+  if scores.ndim != 2:
+    raise ValueError(
+        f"scores must be a 2-D [B, B'] matrix, got shape {scores.shape}.")
+  if not jnp.issubdtype(scores.dtype, jnp.floating):
+    raise ValueError(
+        f"scores must be floating (float32/bfloat16/...), got {scores.dtype}.")
+  b, c = scores.shape
+  if b == 0 or c == 0:
+    raise ValueError(f"scores must be non-empty, got shape {scores.shape}.")
+  if mask is None:
+    if b != c:
+      raise ValueError(
+          f"scores has shape {scores.shape}; the default mask (positives on "
+          "the diagonal) needs a square matrix. Pass mask=[B, B'] boolean.")
+    pos = jnp.eye(b, dtype=bool)
+  else:
+    pos = jnp.asarray(mask)
+    if pos.dtype != jnp.bool_:
+      raise ValueError(f"mask must be boolean, got dtype {pos.dtype}.")
+    if pos.shape != scores.shape:
+      raise ValueError(
+          f"mask shape {pos.shape} must equal scores shape {scores.shape}.")
+  return scores.astype(jnp.float32), pos, jnp.logical_not(pos)
+
+
+def masked_mean(x, mask, axis=None):
+  """Mean of `x` over the entries where `mask` is True."""
+  total = jnp.sum(jnp.where(mask, x, 0.0), axis=axis)
+  count = jnp.sum(mask, axis=axis).astype(jnp.float32)
+  return total / count
+
+
+def masked_logsumexp(x, mask, axis=None):
+  """log sum_{mask} exp(x) over `axis`; -inf (zero gradient) where empty."""
+  x_masked = jnp.where(mask, x, -jnp.inf)
+  m = jnp.max(x_masked, axis=axis, keepdims=True)
+  m = jax.lax.stop_gradient(jnp.where(jnp.isfinite(m), m, 0.0))
+  e = jnp.exp(jnp.where(mask, x - m, -jnp.inf))
+  s = jnp.sum(e, axis=axis)
+  has = jnp.any(mask, axis=axis)
+  m = jnp.squeeze(m, axis=axis) if axis is not None else jnp.reshape(m, ())
+  lse = jnp.log(jnp.where(has, s, 1.0)) + m
+  return jnp.where(has, lse, -jnp.inf)
+
+
+def masked_logmeanexp(x, mask, axis=None):
+  """log mean_{mask} exp(x) = logsumexp_{mask}(x) - log(#mask)."""
+  count = jnp.sum(mask, axis=axis).astype(jnp.float32)
+  return masked_logsumexp(x, mask, axis) - jnp.log(count)
+
+
+def logaddexp(x, y):
+  """log(e^x + e^y) with a zero (not NaN) gradient for a -inf argument."""
+  m = jax.lax.stop_gradient(jnp.maximum(x, y))
+  m = jnp.where(jnp.isfinite(m), m, 0.0)
+  return m + jnp.log(jnp.exp(x - m) + jnp.exp(y - m))
+
+
+@jax.custom_jvp
+def saturating_exp(x):
+  """exp(min(x, 80)); its derivative is its value (straight through the cap).
+
+  Equal to exp(x) for x <= 80 (every realistic bound value); beyond that the
+  value saturates at ~5.5e34 instead of overflowing to inf, so bounds that
+  exponentiate scores (NWJ, TUBA, I_alpha) stay finite for any finite score.
+  """
+  return jnp.exp(jnp.minimum(x, _LOG_MAX))
+
+
+@saturating_exp.defjvp
+def _saturating_exp_jvp(primals, tangents):
+  (x,), (t,) = primals, tangents
+  y = saturating_exp(x)
+  return y, y * t
