@@ -1,0 +1,167 @@
+"""The pure train / eval steps, their vmap over seeds and their lax.scan over steps.
+
+`make_train_step(graphdef, tx, loss_fn)` returns `step(state, batch, key) ->
+(state, metrics)`, a pure unjitted function: callers `jax.jit` it on one
+device, `jax.vmap` it over seeds (`vmap_over_seeds`), or jit it with shardings
+over a mesh (`mi_jax.training.sharding.shard_train_step`). Python and NNX only
+run while tracing; the compiled step sees plain pytrees.
+"""
+
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from mi_jax.training.state import TrainState, merge_model, split_model
+
+LossFn = Callable[[nnx.Module, Any, jax.Array], tuple[jax.Array, dict]]
+
+
+def _cast_floats(tree, dtype):
+  """Casts every floating leaf of `tree` to `dtype` (others untouched)."""
+  if dtype is None:
+    return tree
+  return jax.tree.map(
+      lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x,
+      tree)
+
+
+def _cast_like(tree, like):
+  """Casts each leaf of `tree` to the dtype of the matching leaf of `like`."""
+  return jax.tree.map(lambda x, y: x.astype(y.dtype), tree, like)
+
+
+def _all_finite(tree) -> jax.Array:
+  """True iff every floating leaf of `tree` is finite everywhere."""
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
+def make_train_step(
+    graphdef,
+    tx: optax.GradientTransformation,
+    loss_fn: LossFn,
+    *,
+    compute_dtype: Optional[jnp.dtype] = None,
+    train_mode: bool = True,
+):
+  """Returns the pure train step `step(state, batch, key) -> (state, metrics)`.
+
+  One step: merge `graphdef + params + rest` into a model (in train mode),
+  `loss, aux = loss_fn(model, batch, key)`, gradients of the loss w.r.t.
+  `params` only, `updates, opt_state = tx.update(grads, opt_state, params)`,
+  `params = optax.apply_updates(params, updates)`, and the model's other
+  variables (e.g. BatchNorm statistics it mutated) are re-split into `rest`.
+
+  If the loss or any gradient is not finite, the returned state is the input
+  state unchanged (selected with `jnp.where`, so it also works under vmap) and
+  `metrics["finite"]` is False; the caller decides to stop.
+
+  Args:
+    graphdef: the static part from `init_train_state`.
+    tx: the optax optimizer the state was built with.
+    loss_fn: `loss_fn(model, batch, key) -> (loss, metrics)`, loss minimised.
+    compute_dtype: e.g. `jnp.bfloat16`: the forward runs with params and the
+      floating entries of `batch` cast to this dtype; params, gradients and
+      optimizer state stay float32 (the bounds upcast scores to float32).
+    train_mode: call `model.train()` after merging (BatchNorm uses batch stats).
+
+  Returns:
+    `step(state, batch, key)`; metrics hold `loss`, `grad_norm`, `param_norm`
+    (global L2 norms, before the update), `finite` and `loss_fn`'s metrics.
+  """
+
+  def forward(params, rest, batch, key):
+    model = merge_model(
+        graphdef, _cast_floats(params, compute_dtype), rest)
+    if train_mode:
+      model.train()
+    loss, metrics = loss_fn(model, _cast_floats(batch, compute_dtype), key)
+    _, _, new_rest = split_model(model)
+    return jnp.asarray(loss, jnp.float32), (metrics, _cast_like(new_rest, rest))
+
+  grad_fn = jax.value_and_grad(forward, has_aux=True)
+
+  def step(state: TrainState, batch, key: jax.Array):
+    (loss, (aux, new_rest)), grads = grad_fn(
+        state.params, state.rest, batch, key)
+    updates, new_opt_state = tx.update(grads, state.opt_state, state.params)
+    new_params = optax.apply_updates(state.params, updates)
+    grad_norm = optax.global_norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & _all_finite(
+        new_params)
+    new_state = TrainState(
+        step=state.step + 1, params=new_params, rest=new_rest,
+        opt_state=new_opt_state)
+    new_state = jax.tree.map(
+        lambda new, old: jnp.where(finite, new, old), new_state, state)
+    metrics = dict(aux)
+    metrics.update(
+        loss=loss, grad_norm=grad_norm,
+        param_norm=optax.global_norm(state.params), finite=finite)
+    return new_state, metrics
+
+  return step
+
+
+def make_eval_step(graphdef, metric_fn: Callable, *, compute_dtype=None):
+  """Returns the pure eval step `eval_step(state, batch, key) -> metrics`.
+
+  The model is merged in eval mode (`model.eval()`: BatchNorm uses its running
+  statistics and nothing is mutated). `metric_fn(model, batch, key)` returns a
+  metrics dict, or a `(loss, metrics)` pair such as a `loss_fn` (then `loss`
+  is added to the metrics).
+  """
+
+  def eval_step(state: TrainState, batch, key: jax.Array):
+    model = merge_model(
+        graphdef, _cast_floats(state.params, compute_dtype), state.rest)
+    model.eval()
+    out = metric_fn(model, _cast_floats(batch, compute_dtype), key)
+    if isinstance(out, tuple):
+      loss, metrics = out
+      metrics = dict(metrics)
+      metrics["loss"] = jnp.asarray(loss, jnp.float32)
+      return metrics
+    return dict(out)
+
+  return eval_step
+
+
+def vmap_over_seeds(step: Callable, *, batch_axis: Optional[int] = None,
+                    key_axis: Optional[int] = 0):
+  """`jax.vmap`s a step over a leading seed axis of the state.
+
+  Args:
+    step: `step(state, batch, key)` (train or eval step).
+    batch_axis: None if every seed sees the same batch, 0 if the batch has a
+      leading seed axis (one batch per seed).
+    key_axis: 0 for one key per seed (`jax.random.split(key, N)`), None to
+      share one key.
+  """
+  return jax.vmap(step, in_axes=(0, batch_axis, key_axis))
+
+
+def make_multi_step(step: Callable, num_steps: int):
+  """Runs `num_steps` train steps in one call with `lax.scan`.
+
+  Returns `multi(state, batches, key) -> (state, metrics)`, where every leaf
+  of `batches` has a leading axis of size `num_steps` (step t gets
+  `batches[t]` and key `jax.random.split(key, num_steps)[t]`), and every
+  metric has a leading axis of size `num_steps`. Fewer Python dispatches per
+  step; jit it (with `donate_argnums=0` to reuse the state buffers).
+  """
+
+  def multi(state, batches, key):
+    keys = jax.random.split(key, num_steps)
+
+    def body(carry, inputs):
+      batch, k = inputs
+      return step(carry, batch, k)
+
+    return jax.lax.scan(body, state, (batches, keys))
+
+  return multi

@@ -1,0 +1,232 @@
+"""Tests for TrainState, the pure train/eval steps, vmap over seeds and the multiview loss."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from mi_jax import training
+from mi_jax.objectives import multiview
+
+
+def _infonce(scores_BxB, mask=None):
+  """Local InfoNCE: mean_i [s_ii - logsumexp_j s_ij] + log B."""
+  del mask
+  b = scores_BxB.shape[0]
+  scores_BxB = scores_BxB.astype(jnp.float32)
+  return jnp.mean(jnp.diag(scores_BxB) - jax.nn.logsumexp(scores_BxB, axis=1)
+                  ) + jnp.log(b)
+
+
+class _Bilinear(nnx.Module):
+
+  def __init__(self, da, db, *, rngs):
+    self.w = nnx.Param(0.1 * jax.random.normal(rngs.params(), (da, db)))
+
+  def __call__(self, za, zb):
+    return (za @ self.w[...] @ zb.T).astype(jnp.float32)
+
+
+class _Enc(nnx.Module):
+
+  def __init__(self, din, dout, *, rngs, bn=False):
+    self.l1 = nnx.Linear(din, 16, rngs=rngs)
+    self.bn = nnx.BatchNorm(16, rngs=rngs) if bn else None
+    self.l2 = nnx.Linear(16, dout, rngs=rngs)
+
+  def __call__(self, x):
+    h = self.l1(x)
+    if self.bn is not None:
+      h = self.bn(h)
+    return self.l2(jax.nn.relu(h))
+
+
+def _halves(images, key):
+  del key
+  h = images.shape[1] // 2
+  return images[:, :h], images[:, h:]
+
+
+def _model(key, bn=False, shared=False):
+  rngs = nnx.Rngs(key)
+  g1 = _Enc(8, 4, rngs=rngs, bn=bn)
+  g2 = None if shared else _Enc(8, 4, rngs=rngs, bn=bn)
+  return multiview.MultiviewModel(g1, g2, _Bilinear(4, 4, rngs=rngs),
+                                  flatten=True)
+
+
+def _batch(key, b=16):
+  return {"image": jax.random.uniform(key, (b, 4, 4, 1)),
+          "label": jnp.zeros((b,), jnp.int32)}
+
+
+LOSS = multiview.make_multiview_loss(views=_halves, bound=_infonce)
+
+
+def test_step_matches_manual_optax_update():
+  tx = optax.adam(1e-2)
+  model = _model(0)
+  graphdef, state = training.init_train_state(model, tx)
+  step = jax.jit(training.make_train_step(graphdef, tx, LOSS))
+  batch, key = _batch(jax.random.key(1)), jax.random.key(2)
+  new_state, metrics = step(state, batch, key)
+
+  def loss_of(params):
+    m = nnx.merge(graphdef, params, state.rest)
+    return LOSS(m, batch, key)[0]
+
+  loss, grads = jax.value_and_grad(loss_of)(state.params)
+  updates, _ = tx.update(grads, tx.init(state.params), state.params)
+  want = optax.apply_updates(state.params, updates)
+  np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-6)
+  np.testing.assert_allclose(metrics["mi"], -loss, rtol=1e-6)
+  np.testing.assert_allclose(metrics["grad_norm"], optax.global_norm(grads),
+                             rtol=1e-6)
+  assert bool(metrics["finite"])
+  assert int(new_state.step) == 1
+  for a, b in zip(jax.tree.leaves(new_state.params), jax.tree.leaves(want)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_training_increases_bound():
+  tx = optax.adam(1e-2)
+  graphdef, state = training.init_train_state(_model(0), tx)
+  step = jax.jit(training.make_train_step(graphdef, tx, LOSS))
+  batch = _batch(jax.random.key(1), 32)
+  mis = []
+  for i in range(30):
+    state, metrics = step(state, batch, jax.random.key(i))
+    mis.append(float(metrics["mi"]))
+  assert mis[-1] > mis[0] + 0.3
+  assert mis[-1] <= np.log(32) + 1e-5
+
+
+def test_nonfinite_loss_keeps_state():
+  tx = optax.sgd(0.1)
+  graphdef, state = training.init_train_state(_model(0), tx)
+
+  def nan_loss(model, batch, key):
+    loss, m = LOSS(model, batch, key)
+    return loss * jnp.nan, m
+
+  step = jax.jit(training.make_train_step(graphdef, tx, nan_loss))
+  new_state, metrics = step(state, _batch(jax.random.key(1)),
+                            jax.random.key(2))
+  assert not bool(metrics["finite"])
+  chex_equal = jax.tree.map(lambda a, b: bool(jnp.all(a == b)), new_state,
+                            state)
+  assert all(jax.tree.leaves(chex_equal))
+
+
+def test_batchnorm_stats_updated_and_eval_mode():
+  tx = optax.sgd(0.0)
+  graphdef, state = training.init_train_state(_model(0, bn=True), tx)
+  step = jax.jit(training.make_train_step(graphdef, tx, LOSS))
+  batch, key = _batch(jax.random.key(1)), jax.random.key(2)
+  new_state, _ = step(state, batch, key)
+  old_mean = state.rest["g1"]["bn"]["mean"][...]
+  new_mean = new_state.rest["g1"]["bn"]["mean"][...]
+  assert not np.allclose(old_mean, new_mean)
+  # Eval mode uses running stats: the result does not depend on the batch mix.
+  eval_step = jax.jit(training.make_eval_step(graphdef, LOSS))
+  m_full = eval_step(new_state, batch, key)
+  assert set(m_full) >= {"loss", "mi"}
+  model = nnx.merge(graphdef, new_state.params, new_state.rest)
+  model.eval()
+  z_all = model.encode1(batch["image"][:, :2])
+  z_one = model.encode1(batch["image"][:1, :2])
+  np.testing.assert_allclose(z_all[:1], z_one, rtol=1e-5, atol=1e-6)
+
+
+def test_vmap_over_seeds_equals_each_seed_alone():
+  # SGD, not Adam: Adam rescales the float-noise gradient of the bias before
+  # BatchNorm (exactly zero in theory) to a full step.
+  tx = optax.sgd(0.1, momentum=0.9)
+  n = 3
+  keys = jax.random.split(jax.random.key(0), n)
+  graphdef, states = training.init_train_states(
+      lambda k: _model(k, bn=True), tx, keys)
+  step = training.make_train_step(graphdef, tx, LOSS)
+  vstep = jax.jit(training.vmap_over_seeds(step, batch_axis=None))
+  sstep = jax.jit(step)
+  batch = _batch(jax.random.key(1))
+  step_keys = jax.random.split(jax.random.key(2), n)
+  singles = [training.unstack_state(states, i) for i in range(n)]
+  for t in range(3):
+    states, vm = vstep(states, batch, step_keys)
+    for i in range(n):
+      singles[i], m = sstep(singles[i], batch, step_keys[i])
+      np.testing.assert_allclose(vm["loss"][i], m["loss"], rtol=1e-6,
+                                 atol=1e-6)
+  for i in range(n):
+    got = training.unstack_state(states, i)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(singles[i])):
+      np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+  # Seeds differ from each other.
+  assert not np.allclose(vm["loss"][0], vm["loss"][1])
+
+
+def test_vmap_per_seed_batches():
+  tx = optax.sgd(0.1)
+  keys = jax.random.split(jax.random.key(0), 2)
+  graphdef, states = training.init_train_states(_model, tx, keys)
+  step = training.make_train_step(graphdef, tx, LOSS)
+  batches = jax.vmap(_batch)(jax.random.split(jax.random.key(3), 2))
+  _, vm = jax.jit(training.vmap_over_seeds(step, batch_axis=0))(
+      states, batches, keys)
+  for i in range(2):
+    _, m = step(training.unstack_state(states, i),
+                jax.tree.map(lambda x: x[i], batches), keys[i])
+    np.testing.assert_allclose(vm["loss"][i], m["loss"], rtol=1e-6,
+                               atol=1e-6)
+
+
+def test_multi_step_equals_sequential_steps():
+  tx = optax.sgd(0.1, momentum=0.9)
+  graphdef, state = training.init_train_state(_model(0), tx)
+  step = training.make_train_step(graphdef, tx, LOSS)
+  t = 4
+  batches = jax.vmap(_batch)(jax.random.split(jax.random.key(3), t))
+  key = jax.random.key(5)
+  multi = jax.jit(training.make_multi_step(step, t))
+  got, metrics = multi(state, batches, key)
+  assert metrics["loss"].shape == (t,)
+  s = state
+  for i, k in enumerate(jax.random.split(key, t)):
+    s, m = jax.jit(step)(s, jax.tree.map(lambda x: x[i], batches), k)
+    np.testing.assert_allclose(metrics["loss"][i], m["loss"], rtol=1e-6,
+                               atol=1e-6)
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(s)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_bfloat16_compute_keeps_float32_state():
+  tx = optax.adam(1e-2)
+  graphdef, state = training.init_train_state(_model(0, bn=True), tx)
+  step = jax.jit(training.make_train_step(graphdef, tx, LOSS,
+                                          compute_dtype=jnp.bfloat16))
+  f32_step = jax.jit(training.make_train_step(graphdef, tx, LOSS))
+  batch, key = _batch(jax.random.key(1)), jax.random.key(2)
+  new_state, metrics = step(state, batch, key)
+  _, m32 = f32_step(state, batch, key)
+  assert metrics["loss"].dtype == jnp.float32
+  assert all(x.dtype == y.dtype for x, y in zip(jax.tree.leaves(new_state),
+                                                 jax.tree.leaves(state)))
+  np.testing.assert_allclose(metrics["loss"], m32["loss"], atol=0.05)
+
+
+def test_shared_encoder_and_target_mode():
+  model = _model(0, shared=True)
+  assert model.g1 is model.g2
+  tx = optax.sgd(0.1)
+  graphdef, state = training.init_train_state(model, tx)
+  loss_fn = multiview.make_multiview_loss(
+      views=_halves, bound=_infonce, target=1.0, noise_std=0.1)
+  _, metrics = jax.jit(training.make_train_step(graphdef, tx, loss_fn))(
+      state, _batch(jax.random.key(1)), jax.random.key(2))
+  np.testing.assert_allclose(metrics["loss"], jnp.abs(metrics["mi"] - 1.0),
+                             rtol=1e-6)
+  # Shared weights: one encoder's params in the state.
+  assert "g2" not in state.params or "g1" not in state.params
