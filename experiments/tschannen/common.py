@@ -1,0 +1,476 @@
+"""Shared pieces of the Tschannen et al. (ICLR 2020) reproductions.
+
+"On Mutual Information Maximization for Representation Learning" (Tschannen,
+Djolonga, Rubenstein, Gelly, Lucic). This module holds what every experiment
+script in this folder uses: command-line settings (full paper setting and
+`--quick`), MNIST loading, the seed-vmapped multiview training program with
+periodic evaluation (held-out bound on the test split, linear probe on g1),
+failure bookkeeping, tables, CSVs and plots.
+
+Not run by itself; each experiment script is, e.g.
+
+  .venv/bin/python experiments/tschannen/critics.py --quick
+"""
+
+import argparse
+import csv
+import dataclasses
+import math
+import os
+import time
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from flax import nnx
+
+from mi_jax import data as data_lib
+from mi_jax import evaluation
+from mi_jax import training
+from mi_jax import views as views_lib
+from mi_jax.objectives import multiview
+
+RESULTS_DIR = os.path.join(os.path.dirname(__file__), "results")
+FIGURES_DIR = os.path.join(
+    os.path.dirname(__file__), "..", "..", "docs", "figures")
+NOISE_STD_BASELINE = 0.05  # N(0, 0.05^2) on the raw-pixel baseline's inputs.
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """One experiment's run settings (paper defaults; `--quick` shrinks them)."""
+  steps: int = 20_000
+  seeds: int = 20
+  eval_every: int = 1_000
+  batch_size: int = 128
+  lr: float = 1e-4
+  dataset: str = "mnist5k"
+  data_dir: Optional[str] = None
+  out_dir: str = RESULTS_DIR
+  fig_dir: str = FIGURES_DIR
+  quick: bool = False
+
+
+def add_args(parser: argparse.ArgumentParser, *, quick_steps: int,
+             quick_seeds: int = 2, quick_eval_every: Optional[int] = None):
+  """Adds the common flags; `--quick` means the given reduced setting."""
+  parser.add_argument("--quick", action="store_true",
+                      help=f"{quick_steps} steps, {quick_seeds} seeds.")
+  parser.add_argument("--steps", type=int, default=None)
+  parser.add_argument("--seeds", type=int, default=None)
+  parser.add_argument("--eval_every", type=int, default=None)
+  parser.add_argument("--batch_size", type=int, default=128)
+  parser.add_argument("--dataset", default="mnist5k",
+                      help="mnist5k (embedded, offline) or an MNIST-shaped "
+                      "TFDS name such as mnist.")
+  parser.add_argument("--data_dir", default=None)
+  parser.add_argument("--out_dir", default=RESULTS_DIR)
+  parser.add_argument("--fig_dir", default=FIGURES_DIR)
+  parser.set_defaults(_quick=(quick_steps, quick_seeds,
+                              quick_eval_every or max(1, quick_steps // 4)))
+
+
+def settings_from_args(args, **overrides) -> Settings:
+  """Settings from parsed flags: explicit flags > `--quick` > paper values."""
+  q_steps, q_seeds, q_every = args._quick  # pylint: disable=protected-access
+  base = Settings()
+  steps = args.steps or (q_steps if args.quick else base.steps)
+  seeds = args.seeds or (q_seeds if args.quick else base.seeds)
+  every = args.eval_every or (q_every if args.quick else base.eval_every)
+  return dataclasses.replace(
+      base, steps=steps, seeds=seeds, eval_every=min(every, steps),
+      batch_size=args.batch_size, dataset=args.dataset,
+      data_dir=args.data_dir, out_dir=args.out_dir, fig_dir=args.fig_dir,
+      quick=args.quick, **overrides)
+
+
+# ----------------------------------------------------------------------------
+# Data.
+
+
+def load_mnist(settings: Settings) -> dict:
+  """Returns {"train": {...}, "test": {...}}: images f32 [N, 28, 28, 1] in [0, 1]."""
+  out = {}
+  for split in ("train", "test"):
+    arrays = data_lib.load_arrays(settings.dataset, split,
+                                  data_dir=settings.data_dir)
+    image = np.asarray(arrays["image"])
+    if image.dtype == np.uint8:
+      image = image.astype(np.float32) / 255.0
+    image = image.astype(np.float32).reshape(-1, 28, 28, 1)
+    out[split] = {"image": image,
+                  "label": np.asarray(arrays["label"], np.int32)}
+  return out
+
+
+def top_half_flat(images_Nx28x28x1: np.ndarray) -> np.ndarray:
+  """The paper's view 1: the first 392 of the 784 row-major pixels."""
+  top, _ = views_lib.top_bottom_halves_flat(jnp.asarray(images_Nx28x28x1))
+  return np.asarray(top)
+
+
+def pixel_baseline(data: dict, seed: int = 0) -> float:
+  """Linear-probe accuracy on the top-half pixels + N(0, 0.05^2) noise."""
+  return float(evaluation.pixel_baseline_accuracy(
+      data["train"]["image"], data["train"]["label"], data["test"]["image"],
+      data["test"]["label"], noise_std=NOISE_STD_BASELINE, seed=seed))
+
+
+# ----------------------------------------------------------------------------
+# The seed-vmapped training program.
+
+
+def seed_keys(seed_ids) -> jax.Array:
+  """One PRNG key per seed id; seed `s` always gets the same key."""
+  return jax.vmap(jax.random.key)(jnp.asarray(seed_ids, jnp.uint32))
+
+
+def sample_batch(images_NxHxWxC, labels_N, key, batch_size):
+  """A batch drawn uniformly with replacement (one key per seed and step)."""
+  idx_B = jax.random.randint(key, (batch_size,), 0, images_NxHxWxC.shape[0])
+  return {"image": images_NxHxWxC[idx_B], "label": labels_N[idx_B]}
+
+
+def make_chunk_fn(step_fn: Callable, num_steps: int, batch_size: int):
+  """`chunk(states_S, keys_S, images, labels)`: `num_steps` vmapped steps.
+
+  Each step draws one batch per seed from that seed's key and applies
+  `training.vmap_over_seeds(step_fn, batch_axis=0)`; steps run under
+  `lax.scan`. Returns (states_S, metrics with leaves [num_steps, S]).
+  """
+  vstep = training.vmap_over_seeds(step_fn, batch_axis=0, key_axis=0)
+
+  def chunk(states_S, keys_S, images, labels):
+    def body(states_S, t):
+      k_S = jax.vmap(lambda k: jax.random.fold_in(k, t))(keys_S)
+      kb_S, ks_S = jax.vmap(lambda k: tuple(jax.random.split(k)))(k_S)
+      batch = jax.vmap(sample_batch, in_axes=(None, None, 0, None))(
+          images, labels, kb_S, batch_size)
+      return vstep(states_S, batch, ks_S)
+    return jax.lax.scan(body, states_S, jnp.arange(num_steps))
+
+  return jax.jit(chunk, donate_argnums=0)
+
+
+def batched_apply(fn, x_N, block=1000):
+  """Applies `fn` to `x_N` in blocks of rows (bounded memory), concatenated."""
+  outs = [fn(x_N[i:i + block]) for i in range(0, x_N.shape[0], block)]
+  return jnp.concatenate(outs, axis=-2) if outs[0].ndim > 1 else jnp.concatenate(outs)
+
+
+def heldout_metric(eval_fn: Callable, states_S, images, labels, key,
+                   batch_size: int) -> np.ndarray:
+  """Mean of `eval_fn(states_S, batch, key) -> [S]` over full test batches.
+
+  The held-out bound of every seed, on the test split in batches of the
+  training batch size (a bound value depends on the batch size); a remainder
+  smaller than one batch is left out.
+  """
+  n = images.shape[0] // batch_size
+  vals = []
+  for i in range(n):
+    sl = slice(i * batch_size, (i + 1) * batch_size)
+    batch = {"image": images[sl], "label": labels[sl]}
+    vals.append(np.asarray(eval_fn(states_S, batch, jax.random.fold_in(key, i))))
+  return np.mean(np.stack(vals), axis=0)
+
+
+def probe_all(feats_train_S, y_train, feats_test_S, y_test) -> np.ndarray:
+  """Linear-probe accuracy per seed; NaN (a failure) for non-finite features."""
+  accs = []
+  for ftr, fte in zip(np.asarray(feats_train_S), np.asarray(feats_test_S)):
+    if not (np.isfinite(ftr).all() and np.isfinite(fte).all()):
+      accs.append(np.nan)
+      continue
+    accs.append(float(evaluation.linear_probe(ftr, y_train, fte, y_test)))
+  return np.asarray(accs)
+
+
+@dataclasses.dataclass
+class Program:
+  """What `run_program` needs to train and evaluate one configuration.
+
+  Attributes:
+    model_fn: `model_fn(key) -> nnx.Module` (one seed's model).
+    loss_fn: `loss_fn(model, batch, key) -> (loss, metrics)`; metrics["mi"]
+      is the bound value.
+    tx: the optax optimizer.
+    features_fn: `features_fn(model, images_Nx28x28x1, key) -> feats_NxD`,
+      the representation probed (g1 of the top half).
+    extra_eval_fn: optional `fn(model, key) -> dict of scalars`, evaluated
+      per seed at every evaluation (e.g. Jacobian condition numbers).
+  """
+  model_fn: Callable
+  loss_fn: Callable
+  tx: optax.GradientTransformation
+  features_fn: Callable
+  extra_eval_fn: Optional[Callable] = None
+
+
+def multiview_program(make_g1: Callable, make_g2: Callable,
+                      make_critic: Callable, bound: str, settings: Settings,
+                      *, flatten: bool = True, noise_std: float = 0.0,
+                      target: Optional[float] = None) -> Program:
+  """A `Program` for the paper's top/bottom-half multiview setup.
+
+  `make_g1(rngs)`, `make_g2(rngs)`, `make_critic(rngs)` build the pieces of
+  a `multiview.MultiviewModel`; the loss is `multiview.make_multiview_loss`
+  (-bound, or |bound - target|) with independent N(0, noise_std^2) noise per
+  view; the probed features are g1 of the top half (with its own noise draw
+  when noise_std > 0, as the paper's evaluation graph does).
+  """
+  views = views_lib.make_views("top_bottom", flatten=flatten)
+
+  def model_fn(key):
+    rngs = nnx.Rngs(key)
+    return multiview.MultiviewModel(make_g1(rngs), make_g2(rngs),
+                                    make_critic(rngs))
+
+  def features_fn(model, images, key):
+    v1, _ = views(images, key)
+    if noise_std > 0:
+      v1 = views_lib.add_noise(v1, key, noise_std)
+    return model.encode1(v1)
+
+  loss_fn = multiview.make_multiview_loss(
+      views=views, bound=bound, noise_std=noise_std, target=target)
+  return Program(model_fn=model_fn, loss_fn=loss_fn,
+                 tx=optax.adam(settings.lr), features_fn=features_fn)
+
+
+def run_program(name: str, program: Program, data: dict, settings: Settings,
+                *, seed_ids=None, verbose: bool = True) -> list[dict]:
+  """Trains `len(seed_ids)` seeds as one vmapped program; evaluates periodically.
+
+  Every `settings.eval_every` steps (and at step 0) each seed gets: the bound
+  on held-out test batches (`mi_test`), the mean training-batch bound of the
+  steps since the last evaluation (`mi_train`), the linear-probe accuracy of
+  g1's features (train split -> test split), and the count of non-finite
+  steps so far (`nonfinite_steps`; such steps leave the state unchanged).
+  Returns one row dict per (seed, evaluation step).
+  """
+  seed_ids = list(range(settings.seeds)) if seed_ids is None else list(seed_ids)
+  keys_S = seed_keys(seed_ids)
+  init_keys_S = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys_S)
+  train_keys_S = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys_S)
+  eval_key = jax.random.key(12345)
+
+  graphdef, states_S = training.init_train_states(
+      program.model_fn, program.tx, init_keys_S)
+  step_fn = training.make_train_step(graphdef, program.tx, program.loss_fn)
+  chunk_fn = make_chunk_fn(step_fn, settings.eval_every, settings.batch_size)
+
+  def merged(state):
+    return training.merge_model(graphdef, state.params, state.rest)
+
+  @jax.jit
+  def eval_bound(states_S, batch, key):
+    def one(state):
+      model = merged(state)
+      model.eval()
+      _, metrics = program.loss_fn(model, batch, key)
+      return metrics["mi"]
+    return jax.vmap(one)(states_S)
+
+  @jax.jit
+  def features(states_S, images, key):
+    def one(state):
+      model = merged(state)
+      model.eval()
+      return program.features_fn(model, images, key)
+    return jax.vmap(one)(states_S)
+
+  extra = None
+  if program.extra_eval_fn is not None:
+    @jax.jit
+    def extra(states_S, key):
+      def one(state):
+        model = merged(state)
+        model.eval()
+        return program.extra_eval_fn(model, key)
+      return jax.vmap(one)(states_S)
+
+  tr, te = data["train"], data["test"]
+  tr_img, tr_lab = jnp.asarray(tr["image"]), jnp.asarray(tr["label"])
+  te_img, te_lab = jnp.asarray(te["image"]), jnp.asarray(te["label"])
+  s = len(seed_ids)
+  rows, nonfinite_S, mi_train_S = [], np.zeros(s, int), np.full(s, np.nan)
+  t0, n_chunks = time.time(), settings.steps // settings.eval_every
+  for c in range(n_chunks + 1):
+    step = c * settings.eval_every
+    if c > 0:
+      chunk_keys_S = jax.vmap(lambda k: jax.random.fold_in(k, c))(train_keys_S)
+      states_S, metrics = chunk_fn(states_S, chunk_keys_S, tr_img, tr_lab)
+      nonfinite_S += np.asarray(~metrics["finite"]).sum(axis=0)
+      mi = np.asarray(metrics["mi"])
+      mi_train_S = np.where(np.isfinite(mi).all(0), mi.mean(0), np.nan)
+    fkey = jax.random.fold_in(eval_key, step)
+    ftr = batched_apply(lambda x: features(states_S, x, fkey), tr_img)
+    fte = batched_apply(lambda x: features(states_S, x, fkey), te_img)
+    acc_S = probe_all(ftr, tr["label"], fte, te["label"])
+    mi_test_S = heldout_metric(eval_bound, states_S, te_img, te_lab,
+                               eval_key, settings.batch_size)
+    extra_vals = {} if extra is None else {
+        k: np.asarray(v) for k, v in extra(states_S, fkey).items()}
+    for i, seed in enumerate(seed_ids):
+      row = {"experiment": name, "seed": seed, "step": step,
+             "mi_test": float(mi_test_S[i]), "mi_train": float(mi_train_S[i]),
+             "accuracy": float(acc_S[i]),
+             "nonfinite_steps": int(nonfinite_S[i])}
+      for k, v in extra_vals.items():
+        row[k] = v[i].tolist() if np.ndim(v[i]) else float(v[i])
+      rows.append(row)
+    if verbose:
+      print(f"  [{name}] step {step:6d}  acc {np.nanmean(acc_S):.4f}  "
+            f"I_test {np.nanmean(mi_test_S):+.3f}  "
+            f"nonfinite {int(nonfinite_S.sum())}  ({time.time() - t0:.0f}s)",
+            flush=True)
+  return rows
+
+
+# ----------------------------------------------------------------------------
+# Reporting.
+
+
+def mean_std(values) -> tuple[float, float, int]:
+  """(mean, std, n_finite) over the finite values."""
+  v = np.asarray(values, np.float64)
+  v = v[np.isfinite(v)]
+  if v.size == 0:
+    return math.nan, math.nan, 0
+  return float(v.mean()), float(v.std()), int(v.size)
+
+
+def failed_seeds(rows: list[dict]) -> list[int]:
+  """Seeds with any non-finite step, bound or accuracy (reported, not dropped)."""
+  bad = set()
+  for r in rows:
+    vals = [r.get(k) for k in ("mi_test", "accuracy") if k in r]
+    if r.get("nonfinite_steps", 0) > 0 or not all(
+        np.isfinite(v) for v in vals if v is not None and r["step"] > 0):
+      bad.add(r["seed"])
+  return sorted(bad)
+
+
+def final_rows(rows: list[dict]) -> list[dict]:
+  last = max(r["step"] for r in rows)
+  return [r for r in rows if r["step"] == last]
+
+
+def summary_table(results: dict[str, list[dict]], metrics: list[str],
+                  *, baseline: Optional[float] = None,
+                  title: str = "") -> str:
+  """Markdown table: config x (metric at the first and final step, failures)."""
+  head = ["config", "seeds"]
+  for m in metrics:
+    head += [f"{m} @0", f"{m} @end"]
+  head += ["failed seeds"]
+  lines = [f"### {title}" if title else "", "",
+           "| " + " | ".join(head) + " |",
+           "|" + "---|" * len(head)]
+  for cfg, rows in results.items():
+    first = min(r["step"] for r in rows)
+    last = max(r["step"] for r in rows)
+    cells = [cfg, str(len({r["seed"] for r in rows}))]
+    for m in metrics:
+      for st in (first, last):
+        mu, sd, n = mean_std([r[m] for r in rows if r["step"] == st])
+        cells.append(f"{mu:.3f} ± {sd:.3f}" + ("" if n == len(
+            {r['seed'] for r in rows}) else f" (n={n})"))
+    bad = failed_seeds(rows)
+    cells.append(", ".join(map(str, bad)) if bad else "none")
+    lines.append("| " + " | ".join(cells) + " |")
+  if baseline is not None:
+    lines.append("")
+    lines.append(f"Raw-pixel baseline (top half + N(0, 0.05²) noise): "
+                 f"{baseline:.3f}")
+  return "\n".join(lines)
+
+
+def write_csv(rows: list[dict], path: str) -> None:
+  """Writes row dicts (union of keys) to `path`."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  keys = []
+  for r in rows:
+    keys += [k for k in r if k not in keys]
+  with open(path, "w", newline="") as f:
+    w = csv.DictWriter(f, fieldnames=keys)
+    w.writeheader()
+    for r in rows:
+      w.writerow({k: r.get(k, "") for k in keys})
+
+
+def curves(rows: list[dict], metric: str):
+  """(steps, mean, std) of `metric` over seeds, per evaluation step."""
+  steps = sorted({r["step"] for r in rows})
+  mu, sd = [], []
+  for st in steps:
+    m, s, _ = mean_std([r[metric] for r in rows if r["step"] == st])
+    mu.append(m)
+    sd.append(s)
+  return np.asarray(steps), np.asarray(mu), np.asarray(sd)
+
+
+def plot_panels(results: dict[str, list[dict]], panels: list[tuple],
+                path: str, *, baseline: Optional[float] = None,
+                suptitle: str = "") -> None:
+  """One panel per (metric, y-label[, substring]): mean ± std bands per config.
+
+  With a substring, the panel shows only configs whose name contains it.
+  """
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4))
+  axes = np.atleast_1d(axes)
+  for ax, panel in zip(axes, panels):
+    metric, ylabel = panel[:2]
+    only = panel[2] if len(panel) > 2 else ""
+    for cfg, rows in results.items():
+      if only not in cfg or not any(metric in r for r in rows):
+        continue
+      x, mu, sd = curves(rows, metric)
+      ax.plot(x, mu, label=cfg, lw=1.6)
+      ax.fill_between(x, mu - sd, mu + sd, alpha=0.2)
+    if baseline is not None and metric == "accuracy":
+      ax.axhline(baseline, ls="--", color="k", lw=1, label="pixels")
+    ax.set_xlabel("training step")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+  if suptitle:
+    fig.suptitle(suptitle, fontsize=9)
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  fig.savefig(path, dpi=80)
+  plt.close(fig)
+
+
+def report(name: str, results: dict[str, list[dict]], settings: Settings,
+           metrics: list[str], panels: list[tuple[str, str]], *,
+           baseline: Optional[float] = None, title: str = "",
+           wall_s: Optional[float] = None) -> str:
+  """Prints the table and writes `<out_dir>/<name>.csv` and the figure PNG."""
+  all_rows = []
+  for cfg, rows in results.items():
+    all_rows += [dict(r, config=cfg) for r in rows]
+  tag = "quick" if settings.quick else "full"
+  csv_path = os.path.join(settings.out_dir, f"{name}_{tag}.csv")
+  png_path = os.path.join(settings.fig_dir, f"tschannen_{name}.png")
+  write_csv(all_rows, csv_path)
+  sub = (f"{settings.dataset}, {settings.steps} steps, {settings.seeds} seeds"
+         f" ({tag})")
+  plot_panels(results, panels, png_path, baseline=baseline,
+              suptitle=f"{title} — {sub}")
+  table = summary_table(results, metrics, baseline=baseline,
+                        title=f"{title} ({sub})")
+  if wall_s is not None:
+    table += f"\n\nWall time: {wall_s:.0f} s"
+  print(table, flush=True)
+  print(f"wrote {csv_path} and {png_path}", flush=True)
+  with open(os.path.join(settings.out_dir, f"{name}_{tag}.md"), "w") as f:
+    f.write(table + "\n")
+  return table
