@@ -119,47 +119,50 @@ def multi_pos_mask(seed=1):
 MASKS = {"diag": None, "dim_local": dim_local_mask(), "multi": multi_pos_mask()}
 
 # ---------------------------------------------------------------- values
+# Each test jits all bounds in one program (one compile) to keep tests fast.
 
 
-@pytest.mark.parametrize("name", bounds.NAMES)
-def test_value_matches_numpy_diag(name):
-  s = rand_scores((7, 7))
-  got = jax.jit(scalar_fn(name))(s)
-  assert got.dtype == jnp.float32 and got.shape == ()
-  np.testing.assert_allclose(got, REFS[name](s.astype(np.float64)), rtol=1e-5,
-                             atol=1e-6)
+def names_for(mask):
+  return bounds.NAMES if mask is None else GENERAL_MASK
 
 
-@pytest.mark.parametrize("mask_name", ["dim_local", "multi"])
-@pytest.mark.parametrize("name", GENERAL_MASK)
-def test_value_matches_numpy_masks(name, mask_name):
-  mask = MASKS[mask_name]
-  s = rand_scores(mask.shape, seed=3)
-  got = jax.jit(scalar_fn(name))(s, mask)
-  np.testing.assert_allclose(got, REFS[name](s.astype(np.float64), mask),
-                             rtol=1e-5, atol=1e-6)
+def all_values(s, mask):
+  return {n: scalar_fn(n)(s, mask) for n in names_for(mask)}
+
+
+def all_grads(s, mask):
+  return {n: jax.grad(scalar_fn(n))(s, mask) for n in names_for(mask)}
 
 
 @pytest.mark.parametrize("mask_name", list(MASKS))
-@pytest.mark.parametrize("name", bounds.NAMES)
-def test_grad_matches_finite_differences(name, mask_name):
+def test_values_match_numpy(mask_name):
   mask = MASKS[mask_name]
-  if mask is not None and name not in GENERAL_MASK:
-    pytest.skip("diagonal-only bound")
-  shape = (5, 5) if mask is None else mask.shape
-  s = rand_scores(shape, seed=4, scale=1.5)
-  got = jax.jit(jax.grad(scalar_fn(name)))(s, mask)
-  ref = fd_grad(lambda x: REFS[name](x, mask), s.astype(np.float64))
-  np.testing.assert_allclose(got, ref, rtol=1e-4, atol=2e-6)
+  s = rand_scores((7, 7) if mask is None else mask.shape, seed=3)
+  got = jax.jit(all_values)(s, mask)
+  for name, value in got.items():
+    assert value.dtype == jnp.float32 and value.shape == (), name
+    np.testing.assert_allclose(value, REFS[name](s.astype(np.float64), mask),
+                               rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("mask_name", list(MASKS))
+def test_grads_match_finite_differences(mask_name):
+  mask = MASKS[mask_name]
+  s = rand_scores((5, 5) if mask is None else mask.shape, seed=4, scale=1.5)
+  got = jax.jit(all_grads)(s, mask)
+  for name, grad in got.items():
+    ref = fd_grad(lambda x: REFS[name](x, mask), s.astype(np.float64))
+    np.testing.assert_allclose(grad, ref, rtol=1e-4, atol=2e-6, err_msg=name)
 
 
 def test_infonce_standard_form_and_cap():
   s = rand_scores((8, 8), seed=5)
   want = np.mean(np.diag(s) - logsumexp(s.astype(np.float64), axis=1)) + np.log(8)
-  np.testing.assert_allclose(jax.jit(bounds.infonce)(s), want, rtol=1e-5)
+  f = jax.jit(bounds.infonce)
+  np.testing.assert_allclose(f(s), want, rtol=1e-5)
   perfect = 50.0 * np.eye(8, dtype=np.float32)
-  np.testing.assert_allclose(bounds.infonce(perfect), np.log(8), rtol=1e-6)
-  assert bounds.infonce(1e4 * np.eye(8, dtype=np.float32)) <= np.log(8) + 1e-6
+  np.testing.assert_allclose(f(perfect), np.log(8), rtol=1e-6)
+  assert f(1e4 * perfect) <= np.log(8) + 1e-6
 
 
 def test_infonce_other_positives_are_excluded_exactly():
@@ -167,7 +170,7 @@ def test_infonce_other_positives_are_excluded_exactly():
   s = np.zeros((2, 4), np.float32)
   s[0, 1] = 1e4
   mask = np.array([[True, True, False, False], [False, False, True, False]])
-  got = float(bounds.infonce(s, mask))
+  got = float(jax.jit(bounds.infonce)(s, mask))
   # term(0,0) = 0 - log(3) + log(3) = 0, term(0,1) ~ log 3, term(1,2) = 0.
   np.testing.assert_allclose(got, np.log(3) / 3, rtol=1e-6)
 
@@ -178,42 +181,47 @@ def test_tuba_per_row_baseline():
   got = jax.jit(functools.partial(bounds.tuba, log_baseline=a))(s)
   np.testing.assert_allclose(got, ref_tuba(s.astype(np.float64), None, a),
                              rtol=1e-5)
-  np.testing.assert_allclose(bounds.tuba(s, log_baseline=1.0), bounds.nwj(s),
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+      jax.jit(functools.partial(bounds.tuba, log_baseline=1.0))(s),
+      jax.jit(bounds.nwj)(s), rtol=1e-6)
 
 
 # ---------------------------------------------------------------- stability
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
-@pytest.mark.parametrize("name", bounds.NAMES)
-def test_finite_for_extreme_scores(name, dtype):
+def test_finite_for_extreme_scores(dtype):
   s = jnp.asarray(np.random.RandomState(7).choice([-1e4, 1e4, 0.0], (6, 6)),
                   dtype)
-  f = jax.jit(jax.value_and_grad(scalar_fn(name)))
-  value, grad = f(s)
-  assert value.dtype == jnp.float32
-  assert np.isfinite(value) and np.all(np.isfinite(np.asarray(grad, np.float32)))
-  if name in ("jsd", "smile"):   # also the JS training gradient
-    g = jax.grad(lambda x: bounds.get(name)(x))(s)
-    assert np.all(np.isfinite(np.asarray(g, np.float32)))
+
+  def everything(x):
+    out = {n: jax.value_and_grad(scalar_fn(n))(x) for n in bounds.NAMES}
+    for n in ("jsd", "smile"):   # also their JS training gradients
+      out[n + "_js"] = jax.value_and_grad(bounds.get(n))(x)
+    return out
+
+  for name, (value, grad) in jax.jit(everything)(s).items():
+    assert value.dtype == jnp.float32, name
+    assert np.isfinite(value), name
+    assert np.all(np.isfinite(np.asarray(grad, np.float32))), name
 
 
-@pytest.mark.parametrize("name", bounds.NAMES)
-def test_bfloat16_computed_in_float32(name):
-  s32 = jnp.asarray(rand_scores((6, 6), seed=8)).astype(jnp.bfloat16)
-  got = scalar_fn(name)(s32)
-  want = scalar_fn(name)(s32.astype(jnp.float32))
-  assert got.dtype == jnp.float32
-  np.testing.assert_allclose(got, want, rtol=1e-6)
+def test_bfloat16_computed_in_float32():
+  s16 = jnp.asarray(rand_scores((6, 6), seed=8)).astype(jnp.bfloat16)
+  f = jax.jit(all_values, static_argnums=1)
+  got, want = f(s16, None), f(s16.astype(jnp.float32), None)
+  for name in bounds.NAMES:
+    assert got[name].dtype == jnp.float32, name
+    np.testing.assert_allclose(got[name], want[name], rtol=1e-6, err_msg=name)
 
 
-@pytest.mark.parametrize("name", bounds.NAMES)
-def test_vmap(name):
+def test_vmap():
   s = rand_scores((3, 5, 5), seed=9)
-  got = jax.jit(jax.vmap(scalar_fn(name)))(s)
-  want = [REFS[name](x.astype(np.float64)) for x in s]
-  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  got = jax.jit(jax.vmap(lambda x: all_values(x, None)))(s)
+  for name in bounds.NAMES:
+    want = [REFS[name](x.astype(np.float64)) for x in s]
+    np.testing.assert_allclose(got[name], want, rtol=1e-5, atol=1e-6,
+                               err_msg=name)
 
 
 # ---------------------------------------------------------------- MINE / JS / SMILE
@@ -224,9 +232,16 @@ def test_mine_value_gradient_and_state():
   s64 = s.astype(np.float64)
   neg = ~np.eye(6, dtype=bool)
   ema, decay = np.float32(0.3), 0.9
-  f = jax.jit(lambda x, e: bounds.mine(x, ema=e, decay=decay))
-  (value, new_ema), (grad, _) = f(s, ema), jax.grad(
-      lambda x, e: f(x, e)[0], argnums=(0, 1))(s, ema)
+
+  @jax.jit
+  def run(x, e):
+    value, new_ema = bounds.mine(x, ema=e, decay=decay)
+    grad = jax.grad(lambda y: bounds.mine(y, ema=e, decay=decay)[0])(x)
+    dv_grad = jax.grad(bounds.dv)(x)
+    first_grad = jax.grad(lambda y: bounds.mine(y)[0])(x)
+    return value, new_ema, grad, dv_grad, first_grad
+
+  value, new_ema, grad, dv_grad, g0 = run(s, ema)
   np.testing.assert_allclose(value, ref_dv(s64), rtol=1e-5)
   batch = np.mean(np.exp(s64[neg]))
   m_t = decay * np.exp(ema) + (1 - decay) * batch
@@ -234,10 +249,8 @@ def test_mine_value_gradient_and_state():
   want = np.where(neg, -np.exp(s64) / neg.sum() / m_t, 1.0 / 6)
   np.testing.assert_allclose(grad, want, rtol=1e-5, atol=1e-7)
   # The corrected gradient differs from the plain DV gradient ...
-  dv_grad = jax.grad(bounds.dv)(s)
   assert np.max(np.abs(grad - dv_grad)) > 1e-3
   # ... except on the first step (ema=None), where it is the DV gradient.
-  g0 = jax.grad(lambda x: bounds.mine(x)[0])(s)
   np.testing.assert_allclose(g0, dv_grad, rtol=1e-5, atol=1e-7)
 
 
@@ -245,34 +258,36 @@ def test_mine_value_gradient_and_state():
 def test_jsd_readout_value_and_js_gradient(readout):
   s = rand_scores((6, 6), seed=11)
   s64 = s.astype(np.float64)
-  f = jax.jit(functools.partial(bounds.jsd, readout=readout))
+  f = functools.partial(bounds.jsd, readout=readout)
+  value, grad, js_grad = jax.jit(
+      lambda x: (f(x), jax.grad(f)(x), jax.grad(bounds.jsd)(x)))(s)
   want = ref_tuba(s64, None, 0.0) if readout == "nwj" else ref_dv(s64)
-  np.testing.assert_allclose(f(s), want, rtol=1e-5)
-  np.testing.assert_allclose(jax.grad(f)(s), jax.grad(bounds.jsd)(s),
-                             rtol=1e-6)
+  np.testing.assert_allclose(value, want, rtol=1e-5)
+  np.testing.assert_allclose(grad, js_grad, rtol=1e-6)
 
 
 def test_smile_value_clip_and_gradient():
   s = rand_scores((6, 6), seed=12, scale=4.0)
   s64 = s.astype(np.float64)
-  got = jax.jit(functools.partial(bounds.smile, clip=1.0))(s)
+  got, unclipped, grad, js_grad = jax.jit(lambda x: (
+      bounds.smile(x, clip=1.0), bounds.smile(x, clip=None),
+      jax.grad(bounds.smile)(x), jax.grad(bounds.jsd)(x)))(s)
   np.testing.assert_allclose(got, ref_smile(s64, None, 1.0), rtol=1e-5)
   assert abs(float(got) - ref_dv(s64)) > 1e-2      # the clip matters here
-  np.testing.assert_allclose(bounds.smile(s, clip=None), ref_dv(s64), rtol=1e-5)
-  np.testing.assert_allclose(jax.grad(bounds.smile)(s), jax.grad(bounds.jsd)(s),
-                             rtol=1e-6)
+  np.testing.assert_allclose(unclipped, ref_dv(s64), rtol=1e-5)
+  np.testing.assert_allclose(grad, js_grad, rtol=1e-6)
 
 
 def test_interpolated_endpoints_and_traced_alpha():
   s = rand_scores((6, 6), seed=13)
   s64 = s.astype(np.float64)
   a = np.linspace(-0.5, 0.5, 6).astype(np.float32)
-  got0 = bounds.interpolated(s, alpha=0.0, log_baseline=a)
-  np.testing.assert_allclose(got0, ref_tuba(s64, None, a), rtol=1e-5)
+  f = jax.jit(bounds.interpolated)   # alpha and the baseline are traced
+  np.testing.assert_allclose(f(s, alpha=0.0, log_baseline=a),
+                             ref_tuba(s64, None, a), rtol=1e-5)
   for alpha in (0.3, 1.0):
-    got = jax.jit(lambda x, al: bounds.interpolated(x, alpha=al))(s, alpha)
-    np.testing.assert_allclose(got, ref_interpolated(s64, None, alpha),
-                               rtol=1e-5)
+    np.testing.assert_allclose(f(s, alpha=alpha),
+                               ref_interpolated(s64, None, alpha), rtol=1e-5)
 
 
 # ---------------------------------------------------------------- errors

@@ -237,13 +237,23 @@ def smile(scores, mask=None, *, clip=5.0, js_gradient=True):
 
 
 def _loo_logsumexp(s_BxC):
-  """[i, j] -> log sum_{k != j} exp(s_ik), exactly, via prefix/suffix sums."""
-  pre = jax.lax.cumlogsumexp(s_BxC, axis=1)
-  suf = jax.lax.cumlogsumexp(s_BxC, axis=1, reverse=True)
-  pad = jnp.full((s_BxC.shape[0], 1), -jnp.inf, s_BxC.dtype)
-  pre_excl = jnp.concatenate([pad, pre[:, :-1]], axis=1)
-  suf_excl = jnp.concatenate([suf[:, 1:], pad], axis=1)
-  return _common.logaddexp(pre_excl, suf_excl)
+  """[i, j] -> log sum_{k != j} exp(s_ik), exactly (no cancellation).
+
+  Relative to the row max m_i, the leave-one-out sum is an exclusive prefix
+  sum plus an exclusive suffix sum of e_ik = exp(s_ik - m_i) (sums of
+  non-negatives, >= 1 because the max term is kept). The max's own column is
+  the logsumexp of the rest, computed separately.
+  """
+  c = s_BxC.shape[1]
+  arg_B = jnp.argmax(s_BxC, axis=1)
+  is_max_BxC = jnp.arange(c)[None, :] == arg_B[:, None]
+  m_B = sg(jnp.max(s_BxC, axis=1))
+  e_BxC = jnp.exp(s_BxC - m_B[:, None])
+  pre = jnp.cumsum(e_BxC, axis=1) - e_BxC
+  suf = jnp.cumsum(e_BxC[:, ::-1], axis=1)[:, ::-1] - e_BxC
+  loo_sum = jnp.where(is_max_BxC, 1.0, pre + suf)
+  rest_B = _common.masked_logsumexp(s_BxC, ~is_max_BxC, axis=1)
+  return jnp.where(is_max_BxC, rest_B[:, None], m_B[:, None] + jnp.log(loo_sum))
 
 
 def interpolated(scores, mask=None, *, alpha=0.5, log_baseline=0.0):
