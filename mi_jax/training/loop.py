@@ -205,10 +205,13 @@ def build_run(config: ml_collections.ConfigDict) -> Run:
           "or --config.use_mesh=false to train on one device)")
     from mi_jax.training import sharding  # pylint: disable=g-import-not-at-top
     mesh = sharding.make_mesh()
-    train_step = sharding.shard_train_step(step, mesh)
-    state = jax.device_put(state, _replicated(mesh))
+    train_step = sharding.shard_train_step(step, mesh, donate_state=True)
+    eval_step = sharding.shard_train_step(eval_step, mesh,
+                                          has_state_output=False)
+    state = sharding.replicate(state, mesh)
   else:
     train_step = jax.jit(step, donate_argnums=0)
+    eval_step = jax.jit(eval_step)
 
   def features(state, images):
     model = merge_model(graphdef, state.params, state.rest)
@@ -220,11 +223,7 @@ def build_run(config: ml_collections.ConfigDict) -> Run:
   return Run(config=config, train_arrays=train_arrays, test_arrays=test_arrays,
              views_fn=views_fn, graphdef=graphdef, state=state, tx=tx,
              loss_fn=loss_fn, mesh=mesh, train_step=train_step,
-             eval_step=jax.jit(eval_step), features=jax.jit(features))
-
-
-def _replicated(mesh):
-  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+             eval_step=eval_step, features=jax.jit(features))
 
 
 def _make_iterator(run: Run):
@@ -239,10 +238,8 @@ def _global_batch(run: Run, batch: dict) -> dict:
   batch = {k: np.asarray(v) for k, v in batch.items()}
   if run.mesh is None or jax.process_count() == 1:
     return batch
-  sharding = jax.sharding.NamedSharding(
-      run.mesh, jax.sharding.PartitionSpec(run.mesh.axis_names[0]))
-  return {k: jax.make_array_from_process_local_data(sharding, v)
-          for k, v in batch.items()}
+  from mi_jax.training import sharding  # pylint: disable=g-import-not-at-top
+  return sharding.host_local_to_global(batch, run.mesh)
 
 
 # --------------------------------------------------------------------------
