@@ -1,0 +1,186 @@
+"""Memory-linear InfoNCE, DV and NWJ from two embedding matrices.
+
+The score matrix s_ij = za_i . (W zb_j) (plain inner product when W is None)
+is never materialised: row blocks of `block_size` rows are computed, reduced
+to their row logsumexp and dropped, in the forward pass and again in the
+custom backward pass. Peak memory is O(K x block_size + K x D) instead of
+O(K^2); value and gradient equal the dense `mi_jax.bounds` functions on
+`za @ W @ zb.T` with the default diagonal mask (positive pairs (za_i, zb_i)).
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+
+from mi_jax.bounds import _common
+
+__all__ = ["infonce", "dv", "nwj", "row_logsumexp"]
+
+
+def _blocks(x_KxD, block_size):
+  """Zero-pads rows to a multiple of block_size; returns [N, block, D]."""
+  k, d = x_KxD.shape
+  n = -(-k // block_size)
+  x = jnp.pad(x_KxD, ((0, n * block_size - k), (0, 0)))
+  return x.reshape(n, block_size, d)
+
+
+def _block_scores(za_bxD, zb_KxD, start, exclude_diagonal, precision):
+  """Scores of one row block [b, K] (diagonal -> -inf when excluded)."""
+  s_bxK = jnp.matmul(za_bxD, zb_KxD.T, precision=precision)
+  if exclude_diagonal:
+    rows = start + jnp.arange(s_bxK.shape[0])
+    diag = rows[:, None] == jnp.arange(s_bxK.shape[1])[None, :]
+    s_bxK = jnp.where(diag, -jnp.inf, s_bxK)
+  return s_bxK
+
+
+def _lse_rows(s_bxK):
+  m = jax.lax.stop_gradient(jnp.max(s_bxK, axis=1, keepdims=True))
+  return jnp.log(jnp.sum(jnp.exp(s_bxK - m), axis=1)) + m[:, 0]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _row_lse(za_KxD, zb_KxD, exclude_diagonal, block_size, precision):
+  return _row_lse_fwd(za_KxD, zb_KxD, exclude_diagonal, block_size,
+                      precision)[0]
+
+
+def _row_lse_fwd(za_KxD, zb_KxD, exclude_diagonal, block_size, precision):
+  k = za_KxD.shape[0]
+
+  def one_block(_, args):
+    idx, za_bxD = args
+    s_bxK = _block_scores(za_bxD, zb_KxD, idx * block_size, exclude_diagonal,
+                          precision)
+    return None, _lse_rows(s_bxK)
+
+  za_blocks = _blocks(za_KxD, block_size)
+  _, lse_NxB = jax.lax.scan(
+      one_block, None, (jnp.arange(za_blocks.shape[0]), za_blocks))
+  lse_K = lse_NxB.reshape(-1)[:k]
+  return lse_K, (za_KxD, zb_KxD, lse_K)
+
+
+def _row_lse_bwd(exclude_diagonal, block_size, precision, res, g_K):
+  za_KxD, zb_KxD, lse_K = res
+  k = za_KxD.shape[0]
+  za_blocks = _blocks(za_KxD, block_size)
+  n = za_blocks.shape[0]
+  pad = n * block_size - k
+  lse_blocks = jnp.pad(lse_K, (0, pad)).reshape(n, block_size)
+  g_blocks = jnp.pad(g_K, (0, pad)).reshape(n, block_size)
+
+  def one_block(dzb_KxD, args):
+    idx, za_bxD, lse_b, g_b = args
+    s_bxK = _block_scores(za_bxD, zb_KxD, idx * block_size, exclude_diagonal,
+                          precision)
+    # d lse_i / d s_ij = softmax_ij; padded rows carry g = 0.
+    w_bxK = jnp.exp(s_bxK - lse_b[:, None]) * g_b[:, None]
+    dza_bxD = jnp.matmul(w_bxK, zb_KxD, precision=precision)
+    dzb_KxD = dzb_KxD + jnp.matmul(w_bxK.T, za_bxD, precision=precision)
+    return dzb_KxD, dza_bxD
+
+  dzb_KxD, dza_NxBxD = jax.lax.scan(
+      one_block, jnp.zeros_like(zb_KxD),
+      (jnp.arange(n), za_blocks, lse_blocks, g_blocks))
+  dza_KxD = dza_NxBxD.reshape(n * block_size, -1)[:k]
+  return dza_KxD.astype(za_KxD.dtype), dzb_KxD.astype(zb_KxD.dtype)
+
+
+_row_lse.defvjp(_row_lse_fwd, _row_lse_bwd)
+
+
+def _prepare(za_KxD, zb_KxD, weight, block_size):
+  za, zb = jnp.asarray(za_KxD), jnp.asarray(zb_KxD)
+  for name, z in (("za", za), ("zb", zb)):
+    if z.ndim != 2:
+      raise ValueError(f"{name} must be 2-D [K, D], got shape {z.shape}.")
+    if not jnp.issubdtype(z.dtype, jnp.floating):
+      raise ValueError(f"{name} must be floating, got {z.dtype}.")
+  if za.shape[0] != zb.shape[0]:
+    raise ValueError(f"za and zb need the same number of rows (paired "
+                     f"samples), got {za.shape[0]} and {zb.shape[0]}.")
+  if za.shape[0] < 2:
+    raise ValueError("need at least 2 paired samples.")
+  if not isinstance(block_size, int) or block_size < 1:
+    raise ValueError(f"block_size must be a positive int, got {block_size!r}.")
+  za, zb = za.astype(jnp.float32), zb.astype(jnp.float32)
+  if weight is None:
+    if za.shape[1] != zb.shape[1]:
+      raise ValueError(f"inner-product scores need equal widths, got "
+                       f"{za.shape[1]} and {zb.shape[1]}; pass weight=[Da, Db].")
+  else:
+    w = jnp.asarray(weight, jnp.float32)
+    if w.shape != (za.shape[1], zb.shape[1]):
+      raise ValueError(f"weight must have shape {(za.shape[1], zb.shape[1])}, "
+                       f"got {w.shape}.")
+    zb = zb @ w.T                       # s_ij = za_i . (W zb_j)
+  return za, zb, min(block_size, za.shape[0])
+
+
+def row_logsumexp(za_KxD, zb_KxD, *, weight=None, exclude_diagonal=False,
+                  block_size=512, precision=None):
+  """lse_i = log sum_j exp(za_i . W zb_j) (j != i if exclude_diagonal), [K].
+
+  Computed in row blocks, forward and backward, in O(K x block_size) memory.
+  """
+  za, zb, bs = _prepare(za_KxD, zb_KxD, weight, block_size)
+  return _row_lse(za, zb, bool(exclude_diagonal), bs, precision)
+
+
+def _diag(za, zb):
+  return jnp.sum(za * zb, axis=1)
+
+
+def infonce(za_KxD, zb_KxD, *, weight=None, block_size=512, precision=None):
+  """InfoNCE (van den Oord et al. 2018) over all K x K pairs, memory-linear.
+
+    I_NCE = mean_i [s_ii - logsumexp_j s_ij] + log K,   s_ij = za_i . W zb_j
+
+  Equals `mi_jax.bounds.infonce(za @ W @ zb.T)`.
+
+  Args:
+    za_KxD, zb_KxD: paired embeddings (row i of each is a positive pair).
+    weight: optional [Da, Db] bilinear matrix W (None: inner product).
+    block_size: rows per block (static).
+    precision: matmul precision (e.g. jax.lax.Precision.HIGHEST on TPU).
+
+  Returns:
+    float32 scalar, nats.
+  """
+  za, zb, bs = _prepare(za_KxD, zb_KxD, weight, block_size)
+  lse_K = _row_lse(za, zb, False, bs, precision)
+  return jnp.mean(_diag(za, zb) - lse_K) + math.log(za.shape[0])
+
+
+def _offdiag_logmeanexp(za, zb, bs, precision):
+  k = za.shape[0]
+  lse_K = _row_lse(za, zb, True, bs, precision)
+  return jax.nn.logsumexp(lse_K) - math.log(k * (k - 1))
+
+
+def dv(za_KxD, zb_KxD, *, weight=None, block_size=512, precision=None):
+  """Donsker-Varadhan bound (Belghazi et al. 2018) over K x K pairs.
+
+    I_DV = mean_i s_ii - log mean_{i != j} exp(s_ij)
+
+  Equals `mi_jax.bounds.dv(za @ W @ zb.T)`. Arguments as in `infonce`.
+  """
+  za, zb, bs = _prepare(za_KxD, zb_KxD, weight, block_size)
+  return jnp.mean(_diag(za, zb)) - _offdiag_logmeanexp(za, zb, bs, precision)
+
+
+def nwj(za_KxD, zb_KxD, *, weight=None, block_size=512, precision=None):
+  """NWJ bound (Nguyen et al. 2010; Poole et al. 2019) over K x K pairs.
+
+    I_NWJ = mean_i s_ii - e^{-1} mean_{i != j} exp(s_ij)
+
+  Equals `mi_jax.bounds.nwj(za @ W @ zb.T)`. Arguments as in `infonce`.
+  """
+  za, zb, bs = _prepare(za_KxD, zb_KxD, weight, block_size)
+  lme = _offdiag_logmeanexp(za, zb, bs, precision)
+  return jnp.mean(_diag(za, zb)) - _common.saturating_exp(lme - 1.0)
