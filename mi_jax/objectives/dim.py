@@ -1,0 +1,318 @@
+"""Deep InfoMax (DIM): global, local and prior-matching objectives.
+
+Hjelm, Fedorov, Lavoie-Marchildon, Grewal, Bachman, Trischler, Bengio,
+"Learning deep representations by mutual information estimation and
+maximization", ICLR 2019 (arXiv:1808.06670).
+
+An encoder maps an image X to a local feature map C(X) (M = h*w locations) and
+a global code Y = E(X). The loss (minimised) is
+
+  - alpha * I(C(X); Y)                      global term, DIM(G)
+  - beta  * mean_m I(C_m(X); Y)             local term, DIM(L)
+  - gamma * D_hat(V || U_P)                 prior matching, a min-max
+
+where each I is a bound from `mi_jax.bounds` ("jsd", "infonce", "dv") on a
+score matrix with positives marked by a mask:
+
+- local: an encode-and-dot critic, scores_BMxB[(b, m), j] = l(C_m(x_b)) . g(y_j),
+  with l = 1x1 convolutions on the map and g = an MLP on Y; row (b, m) is
+  positive at column b.
+- global: the map, convolved down and flattened, is concatenated with Y into
+  an MLP discriminator (a `mi_jax.critics.ConcatMLP`): scores_BxB, positives on
+  the diagonal.
+- prior: D_hat = E_v~U[0,1]^d [log D(v)] + E_x [log(1 - D(sigmoid(Y)))]. The
+  discriminator D maximises D_hat, the encoder minimises it. Both happen in one
+  gradient step: sigmoid(Y) enters D through `grad_reverse`, an identity whose
+  backward pass negates the gradient, so descent on `-gamma * D_hat` is ascent
+  for D's weights and descent for the encoder's.
+"""
+
+import functools
+from typing import Callable, Optional, Union
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+_ESTIMATOR_ALIASES = {"nce": "infonce", "infonce": "infonce", "jsd": "jsd",
+                      "dv": "dv"}
+
+
+def resolve_estimator(estimator: Union[str, Callable]) -> Callable:
+  """Maps "jsd" | "infonce" (alias "nce") | "dv" to its `mi_jax.bounds` fn."""
+  if callable(estimator):
+    return estimator
+  from mi_jax import bounds as bounds_lib  # pylint: disable=g-import-not-at-top
+  name = _ESTIMATOR_ALIASES.get(estimator.lower(), estimator.lower())
+  return bounds_lib.get(name)
+
+
+@jax.custom_vjp
+def grad_reverse(x: jax.Array) -> jax.Array:
+  """Gradient reversal: forward y = x, backward dL/dx = -dL/dy.
+
+  Ganin & Lempitsky, "Unsupervised Domain Adaptation by Backpropagation",
+  ICML 2015. Turns one minimised loss into a min-max between the modules
+  before and after it.
+  """
+  return x
+
+
+def _grad_reverse_fwd(x):
+  return x, None
+
+
+def _grad_reverse_bwd(_, g):
+  return (jax.tree.map(jnp.negative, g),)
+
+
+grad_reverse.defvjp(_grad_reverse_fwd, _grad_reverse_bwd)
+
+
+def local_positive_mask(batch: int, locations: int) -> jax.Array:
+  """mask_BMxB[(b, m), j] = (b == j): row b * M + m is positive at column b."""
+  row_image_BM = jnp.arange(batch * locations) // locations
+  return row_image_BM[:, None] == jnp.arange(batch)[None, :]
+
+
+def local_scores(l_BxMxE: jax.Array, g_BxE: jax.Array):
+  """Encode-and-dot scores of every (image, location) against every code.
+
+    scores_BMxB[b * M + m, j] = <l_BxMxE[b, m], g_BxE[j]>
+
+  Returns:
+    (scores_BMxB, mask_BMxB) with the positives of `local_positive_mask`.
+  """
+  b, m, e = l_BxMxE.shape
+  scores_BMxB = l_BxMxE.reshape(b * m, e) @ g_BxE.T
+  return scores_BMxB, local_positive_mask(b, m)
+
+
+class LocalCritic(nnx.Module):
+  """DIM's encode-and-dot critic for C_m(X) vs Y (paper, Appendix A.2).
+
+    l(C) = conv1x1(relu(conv1x1(C))) + conv1x1_skip(C)     per location
+    g(Y) = linear(relu(linear(Y))) + linear_skip(Y)
+    score((b, m), j) = l(C(x_b))_m . g(y_j)
+  """
+
+  def __init__(self, local_channels: int, code_dim: int, *,
+               embed_dim: int = 2048, hidden_dim: int = 2048,
+               rngs: nnx.Rngs):
+    conv = functools.partial(nnx.Conv, kernel_size=(1, 1), rngs=rngs)
+    self.l_hidden = conv(local_channels, hidden_dim)
+    self.l_out = conv(hidden_dim, embed_dim)
+    self.l_skip = conv(local_channels, embed_dim)
+    self.g_hidden = nnx.Linear(code_dim, hidden_dim, rngs=rngs)
+    self.g_out = nnx.Linear(hidden_dim, embed_dim, rngs=rngs)
+    self.g_skip = nnx.Linear(code_dim, embed_dim, rngs=rngs)
+
+  def embed_local(self, local_BxHxWxC: jax.Array) -> jax.Array:
+    """l(C): [B, h, w, C] -> l_BxMxE with M = h * w (row-major locations)."""
+    l_BxHxWxE = (self.l_out(jax.nn.relu(self.l_hidden(local_BxHxWxC)))
+                 + self.l_skip(local_BxHxWxC))
+    b, h, w, e = l_BxHxWxE.shape
+    return l_BxHxWxE.reshape(b, h * w, e)
+
+  def embed_global(self, y_BxD: jax.Array) -> jax.Array:
+    """g(Y): [B, D] -> g_BxE."""
+    return self.g_out(jax.nn.relu(self.g_hidden(y_BxD))) + self.g_skip(y_BxD)
+
+  def __call__(self, local_BxHxWxC: jax.Array, y_BxD: jax.Array):
+    """Returns (scores_BMxB, mask_BMxB), see `local_scores`."""
+    return local_scores(self.embed_local(local_BxHxWxC), self.embed_global(y_BxD))
+
+
+class GlobalCritic(nnx.Module):
+  """DIM(G) discriminator: T(C, Y) = MLP([flatten(convs(C)), Y]) for all pairs.
+
+  The map is convolved down (3x3 convs, 64 then 32 channels, VALID padding
+  when the map is at least 5x5) and flattened; the concat MLP over every
+  (map_i, Y_j) pair is `mi_jax.critics.ConcatMLP`, giving scores_BxB.
+  """
+
+  def __init__(self, local_shape: tuple[int, int, int], code_dim: int, *,
+               conv_channels: tuple[int, ...] = (64, 32),
+               hidden_dims: tuple[int, ...] = (512, 512), rngs: nnx.Rngs):
+    from mi_jax import critics  # pylint: disable=g-import-not-at-top
+    h, w, c = local_shape
+    padding = "VALID" if min(h, w) >= 2 * len(conv_channels) + 1 else "SAME"
+    convs = []
+    for c_out in conv_channels:
+      convs.append(nnx.Conv(c, c_out, (3, 3), padding=padding, rngs=rngs))
+      if padding == "VALID":
+        h, w = h - 2, w - 2
+      c = c_out
+    self.convs = nnx.List(convs)
+    self.pair_mlp = critics.make("concat_mlp", h * w * c, code_dim,
+                                 hidden_dims=tuple(hidden_dims), rngs=rngs)
+
+  def __call__(self, local_BxHxWxC: jax.Array, y_BxD: jax.Array) -> jax.Array:
+    h_BxHxWxC = local_BxHxWxC
+    for i, conv in enumerate(self.convs):
+      h_BxHxWxC = conv(h_BxHxWxC)
+      if i < len(self.convs) - 1:
+        h_BxHxWxC = jax.nn.relu(h_BxHxWxC)
+    flat_BxK = h_BxHxWxC.reshape(h_BxHxWxC.shape[0], -1)
+    return self.pair_mlp(flat_BxK, y_BxD)
+
+
+class PriorDiscriminator(nnx.Module):
+  """D(v) = sigmoid(MLP(v)), MLP d -> 1000 -> 200 -> 1 (paper, Appendix A.2)."""
+
+  def __init__(self, code_dim: int, *, hidden_dims: tuple[int, ...] = (1000, 200),
+               rngs: nnx.Rngs):
+    dims = (code_dim, *hidden_dims, 1)
+    self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs)
+                            for a, b in zip(dims[:-1], dims[1:])])
+
+  def __call__(self, v_BxD: jax.Array) -> jax.Array:
+    """Logits of D, shape [B]."""
+    h = v_BxD
+    for layer in self.layers[:-1]:
+      h = jax.nn.relu(layer(h))
+    return self.layers[-1](h)[:, 0]
+
+
+def prior_objective(d_prior_B: jax.Array, d_code_B: jax.Array) -> jax.Array:
+  """The discriminator's objective of the prior term (paper, eq. 7), from logits.
+
+    D_hat = E_v~V [log D(v)] + E_x [log(1 - D(code(x)))]
+          = -mean softplus(-d(v)) - mean softplus(d(code)),   D = sigmoid(d)
+
+  V is the prior, code = sigmoid(Y); `d_prior_B`, `d_code_B` are the logits
+  d(v), d(code). The discriminator maximises D_hat; the encoder minimises it.
+  D_hat <= 0, and equals -2 log 2 when D = 1/2 everywhere.
+  """
+  d_prior_B = d_prior_B.astype(jnp.float32)
+  d_code_B = d_code_B.astype(jnp.float32)
+  return (-jnp.mean(jax.nn.softplus(-d_prior_B))
+          - jnp.mean(jax.nn.softplus(d_code_B)))
+
+
+class DIMModel(nnx.Module):
+  """Every trainable piece of DIM: encoder, local / global critics, prior D.
+
+  `encoder(x) -> (local_map, fc, y)` (e.g. `mi_jax.encoders.dim_conv`). A
+  critic or discriminator that is None is skipped by the loss (its weight must
+  then be 0).
+  """
+
+  def __init__(self, encoder: nnx.Module, *,
+               local_critic: Optional[LocalCritic] = None,
+               global_critic: Optional[GlobalCritic] = None,
+               prior_disc: Optional[PriorDiscriminator] = None):
+    self.encoder = encoder
+    self.local_critic = local_critic
+    self.global_critic = global_critic
+    self.prior_disc = prior_disc
+
+
+def make_dim_model(encoder: nnx.Module, *, rngs: nnx.Rngs,
+                   local_shape: tuple[int, int, int],
+                   alpha: float = 0.0, beta: float = 1.0, gamma: float = 0.1,
+                   local_embed_dim: int = 2048, local_hidden_dim: int = 2048,
+                   global_conv_channels: tuple[int, ...] = (64, 32),
+                   global_hidden_dims: tuple[int, ...] = (512, 512),
+                   prior_hidden_dims: tuple[int, ...] = (1000, 200)) -> DIMModel:
+  """Builds a `DIMModel` with only the parts whose weight is non-zero.
+
+  Args:
+    encoder: module with `encoder(x) -> (local_map, fc, y)` and `code_dim`.
+    local_shape: (h, w, C) of the encoder's local map.
+    alpha, beta, gamma: weights of the global, local and prior terms.
+  """
+  code_dim = encoder.code_dim
+  local = (LocalCritic(local_shape[-1], code_dim, embed_dim=local_embed_dim,
+                       hidden_dim=local_hidden_dim, rngs=rngs)
+           if beta else None)
+  glob = (GlobalCritic(tuple(local_shape), code_dim,
+                       conv_channels=tuple(global_conv_channels),
+                       hidden_dims=tuple(global_hidden_dims), rngs=rngs)
+          if alpha else None)
+  prior = (PriorDiscriminator(code_dim, hidden_dims=tuple(prior_hidden_dims),
+                              rngs=rngs)
+           if gamma else None)
+  return DIMModel(encoder, local_critic=local, global_critic=glob,
+                  prior_disc=prior)
+
+
+def augment(images_BxHxWxC: jax.Array, key: jax.Array, *,
+            crop_size: Optional[int] = None, flip: bool = False) -> jax.Array:
+  """Random `crop_size` crops and horizontal flips (the paper's STL-10 setup)."""
+  key_crop, key_flip = jax.random.split(key)
+  if crop_size is not None and crop_size < images_BxHxWxC.shape[1]:
+    from mi_jax import views  # pylint: disable=g-import-not-at-top
+    images_BxHxWxC = views.random_crops(images_BxHxWxC, key_crop, crop_size)
+  if flip:
+    flip_B = jax.random.bernoulli(key_flip, 0.5, (images_BxHxWxC.shape[0],))
+    images_BxHxWxC = jnp.where(flip_B[:, None, None, None],
+                               images_BxHxWxC[:, :, ::-1], images_BxHxWxC)
+  return images_BxHxWxC
+
+
+def center_crop(images_BxHxWxC: jax.Array, crop_size: Optional[int]):
+  """Central `crop_size` crop (evaluation counterpart of `augment`)."""
+  if crop_size is None or crop_size >= images_BxHxWxC.shape[1]:
+    return images_BxHxWxC
+  top = (images_BxHxWxC.shape[1] - crop_size) // 2
+  left = (images_BxHxWxC.shape[2] - crop_size) // 2
+  return images_BxHxWxC[:, top:top + crop_size, left:left + crop_size]
+
+
+def dim_loss(model: DIMModel, batch: dict, key: jax.Array, *,
+             estimator: Union[str, Callable] = "jsd",
+             alpha: float = 0.0, beta: float = 1.0, gamma: float = 0.1,
+             crop_size: Optional[int] = None, flip: bool = False):
+  """DIM loss: -(alpha I_G + beta I_L) - gamma D_hat(prior, grad_reverse(code)).
+
+    I_G = bound(T_G(C(x_i), y_j))              scores_BxB, diagonal positives
+    I_L = bound(l(C_m(x_b)) . g(y_j))          scores_BMxB, row (b, m) -> col b
+    D_hat = E_U[0,1]^d log D(v) + E_x log(1 - D(sigmoid(y)))
+
+  With `grad_reverse` on sigmoid(y), one descent step on this loss raises
+  D_hat through D's weights and lowers it through the encoder's.
+
+  Returns:
+    (loss, metrics) with metrics `mi_local`, `mi_global`, `prior_d` (D_hat) and
+    `prior_acc` (D's accuracy on prior vs code samples), in nats where MI.
+  """
+  bound_fn = resolve_estimator(estimator)
+  key_aug, key_prior = jax.random.split(key)
+  images = augment(batch["image"], key_aug, crop_size=crop_size, flip=flip)
+  local_BxHxWxC, _, y_BxD = model.encoder(images)
+  loss = jnp.zeros((), jnp.float32)
+  metrics = {}
+  if beta:
+    scores_BMxB, mask_BMxB = model.local_critic(local_BxHxWxC, y_BxD)
+    mi_local = jnp.asarray(bound_fn(scores_BMxB, mask=mask_BMxB), jnp.float32)
+    loss -= beta * mi_local
+    metrics["mi_local"] = mi_local
+  if alpha:
+    scores_BxB = model.global_critic(local_BxHxWxC, y_BxD)
+    mi_global = jnp.asarray(bound_fn(scores_BxB), jnp.float32)
+    loss -= alpha * mi_global
+    metrics["mi_global"] = mi_global
+  if gamma:
+    code_BxD = jax.nn.sigmoid(y_BxD.astype(jnp.float32))
+    prior_BxD = jax.random.uniform(key_prior, code_BxD.shape, jnp.float32)
+    d_prior_B = model.prior_disc(prior_BxD)
+    d_code_B = model.prior_disc(grad_reverse(code_BxD))
+    d_hat = prior_objective(d_prior_B, d_code_B)
+    loss -= gamma * d_hat
+    metrics["prior_d"] = d_hat
+    metrics["prior_acc"] = 0.5 * (jnp.mean(d_prior_B > 0)
+                                  + jnp.mean(d_code_B < 0))
+  return loss, metrics
+
+
+def make_dim_loss(*, estimator: Union[str, Callable] = "jsd",
+                  alpha: float = 0.0, beta: float = 1.0, gamma: float = 0.1,
+                  crop_size: Optional[int] = None, flip: bool = False):
+  """Returns `loss_fn(model, batch, key)`: `dim_loss` with its options bound.
+
+  A string estimator is resolved here, so a wrong name fails early.
+  """
+  return functools.partial(
+      dim_loss, estimator=resolve_estimator(estimator), alpha=alpha,
+      beta=beta, gamma=gamma, crop_size=crop_size, flip=flip)

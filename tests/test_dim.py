@@ -1,0 +1,167 @@
+"""Tests for Deep InfoMax: encoder shapes, local scores/mask, prior min-max signs."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from mi_jax.encoders.dim_conv import DIMConvEncoder, dim_conv32, dim_conv64
+from mi_jax.objectives import dim
+
+
+def _tiny_encoder(seed=0, image_size=16, in_channels=1):
+  return DIMConvEncoder(in_channels=in_channels, channels=(8, 16, 16),
+                        fc_dim=32, code_dim=6, image_size=image_size,
+                        rngs=nnx.Rngs(seed))
+
+
+@pytest.mark.parametrize("make, size, local, conv", [
+    (dim_conv32, 32, (8, 8, 128), 4 * 4 * 256),
+    (dim_conv64, 64, (8, 8, 256), 4 * 4 * 512),
+])
+def test_paper_encoder_shapes(make, size, local, conv):
+  enc = nnx.eval_shape(lambda: make(rngs=nnx.Rngs(0)))  # shapes only
+  feats = nnx.eval_shape(lambda m, x: m.encode(x), enc,
+                         jax.ShapeDtypeStruct((2, size, size, 3), jnp.float32))
+  assert feats["local"].shape == (2, *local)
+  assert feats["conv"].shape == (2, conv)
+  assert feats["fc"].shape == (2, 1024)
+  assert feats["y"].shape == (2, 64)
+
+
+def test_encoder_mnist_shapes_and_tuple():
+  enc = nnx.eval_shape(lambda: DIMConvEncoder(
+      in_channels=1, channels=(8, 16, 32), fc_dim=20, code_dim=5,
+      image_size=28, rngs=nnx.Rngs(0)))
+  local, fc, y = nnx.eval_shape(
+      lambda m, x: m(x), enc, jax.ShapeDtypeStruct((3, 28, 28, 1), jnp.float32))
+  assert local.shape == (3, 7, 7, 16)
+  assert fc.shape == (3, 20) and y.shape == (3, 5)
+  assert enc.conv_shape == (4, 4, 32)
+
+
+def _reference_local_scores(critic, local_BxHxWxC, y_BxD):
+  """Slow explicit-loop reference of the encode-and-dot local scores."""
+  k = lambda conv: np.asarray(conv.kernel[...])[0, 0]  # [C_in, C_out]
+  bias = lambda layer: np.asarray(layer.bias[...])
+  lin = lambda layer: np.asarray(layer.kernel[...])
+  c = np.asarray(local_BxHxWxC)
+  y = np.asarray(y_BxD)
+  b_, h_, w_, _ = c.shape
+  rows, mask_rows = [], []
+  for b in range(b_):
+    for i in range(h_):
+      for j in range(w_):
+        v = c[b, i, j]
+        l = (np.maximum(v @ k(critic.l_hidden) + bias(critic.l_hidden), 0)
+             @ k(critic.l_out) + bias(critic.l_out)
+             + v @ k(critic.l_skip) + bias(critic.l_skip))
+        row, mrow = [], []
+        for col in range(b_):
+          u = y[col]
+          g = (np.maximum(u @ lin(critic.g_hidden) + bias(critic.g_hidden), 0)
+               @ lin(critic.g_out) + bias(critic.g_out)
+               + u @ lin(critic.g_skip) + bias(critic.g_skip))
+          row.append(float(np.dot(l, g)))
+          mrow.append(col == b)
+        rows.append(row)
+        mask_rows.append(mrow)
+  return np.array(rows), np.array(mask_rows)
+
+
+def test_local_scores_and_mask_match_loop_reference():
+  b, h, w, c, d = 3, 2, 3, 4, 5
+  critic = dim.LocalCritic(c, d, embed_dim=7, hidden_dim=6, rngs=nnx.Rngs(1))
+  k1, k2 = jax.random.split(jax.random.key(0))
+  local_BxHxWxC = jax.random.normal(k1, (b, h, w, c))
+  y_BxD = jax.random.normal(k2, (b, d))
+  scores_BMxB, mask_BMxB = jax.jit(lambda m, l, y: m(l, y))(
+      critic, local_BxHxWxC, y_BxD)
+  ref_scores, ref_mask = _reference_local_scores(critic, local_BxHxWxC, y_BxD)
+  assert scores_BMxB.shape == (b * h * w, b)
+  np.testing.assert_allclose(np.asarray(scores_BMxB), ref_scores,
+                             rtol=1e-4, atol=1e-4)
+  np.testing.assert_array_equal(np.asarray(mask_BMxB), ref_mask)
+  assert mask_BMxB.dtype == jnp.bool_
+  assert int(mask_BMxB.sum()) == b * h * w  # one positive per row
+
+
+def test_grad_reverse_is_identity_forward_negated_backward():
+  x = jnp.array([1.0, -2.0, 3.0])
+  np.testing.assert_array_equal(dim.grad_reverse(x), x)
+  g = jax.grad(lambda v: jnp.sum(dim.grad_reverse(v) ** 2))(x)
+  np.testing.assert_allclose(g, -2 * x)
+
+
+def _prior_setup(gamma=1.0):
+  enc = _tiny_encoder()
+  model = dim.DIMModel(enc, prior_disc=dim.PriorDiscriminator(
+      enc.code_dim, hidden_dims=(16, 8), rngs=nnx.Rngs(2)))
+  model.eval()  # BatchNorm on running stats: D_hat is a function of params
+  images = jax.random.uniform(jax.random.key(3), (16, 16, 16, 1))
+  batch = {"image": images, "label": jnp.zeros((16,), jnp.int32)}
+  loss_fn = dim.make_dim_loss(estimator=lambda s, mask=None: 0.0,
+                              alpha=0.0, beta=0.0, gamma=gamma)
+  key = jax.random.key(4)
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+  def loss_of(p):
+    return loss_fn(nnx.merge(graphdef, p, rest), batch, key)[0]
+
+  prior_BxD = jax.random.uniform(jax.random.split(key)[1], (16, enc.code_dim))
+
+  def d_hat_of(p):  # D_hat recomputed here without gradient reversal
+    m = nnx.merge(graphdef, p, rest)
+    code_BxD = jax.nn.sigmoid(m.encoder(images)[2])
+    return dim.prior_objective(m.prior_disc(prior_BxD), m.prior_disc(code_BxD))
+
+  def metric_of(p):
+    return loss_fn(nnx.merge(graphdef, p, rest), batch, key)[1]["prior_d"]
+
+  return params, loss_of, d_hat_of, metric_of
+
+
+def _split_enc_disc(tree):
+  enc = jax.tree.map(lambda x: x, tree)
+  disc = jax.tree.map(lambda x: x, tree)
+  zero = lambda t: jax.tree.map(jnp.zeros_like, t)
+  enc["prior_disc"] = zero(enc["prior_disc"])
+  disc["encoder"] = zero(disc["encoder"])
+  return enc, disc
+
+
+def test_prior_term_is_a_min_max():
+  gamma = 0.5
+  params, loss_of, d_hat_of, metric_of = _prior_setup(gamma)
+  loss_of, d_hat_of, metric_of = map(jax.jit, (loss_of, d_hat_of, metric_of))
+  grads = jax.jit(jax.grad(loss_of))(params)
+  d_grads = jax.jit(jax.grad(d_hat_of))(params)  # gradient of D_hat, no reversal
+  g_enc, g_disc = _split_enc_disc(grads)
+  dg_enc, dg_disc = _split_enc_disc(d_grads)
+  # Loss gradient = -gamma dD_hat for D, +gamma dD_hat for the encoder.
+  for a, b in zip(jax.tree.leaves(g_disc), jax.tree.leaves(dg_disc)):
+    np.testing.assert_allclose(a, -gamma * b, rtol=1e-4, atol=1e-7)
+  for a, b in zip(jax.tree.leaves(g_enc), jax.tree.leaves(dg_enc)):
+    np.testing.assert_allclose(a, gamma * b, rtol=1e-4, atol=1e-7)
+  assert optax_norm(g_enc) > 0 and optax_norm(g_disc) > 0
+  # The reported metric is the same D_hat.
+  np.testing.assert_allclose(metric_of(params), d_hat_of(params), rtol=1e-5)
+
+  # Finite steps of gradient descent on the one loss.
+  d0 = float(d_hat_of(params))
+  step = lambda g, lr: jax.tree.map(lambda p, gi: p - lr * gi, params, g)
+  lr_disc = 1e-2 / optax_norm(g_disc)
+  lr_enc = 1e-2 / optax_norm(g_enc)
+  assert float(d_hat_of(step(g_disc, lr_disc))) > d0  # D gets better
+  assert float(d_hat_of(step(g_enc, lr_enc))) < d0    # encoder fools D
+
+
+def optax_norm(tree):
+  return float(jnp.sqrt(sum(jnp.sum(x ** 2) for x in jax.tree.leaves(tree))))
+
+
+def test_prior_objective_value_at_chance():
+  zeros = jnp.zeros((5,))
+  np.testing.assert_allclose(dim.prior_objective(zeros, zeros),
+                             -2 * np.log(2), rtol=1e-6)
