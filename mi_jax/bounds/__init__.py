@@ -5,6 +5,7 @@
 diagonal). `mine` also returns its moving-average state. Large-K memory-linear
 versions of InfoNCE / DV / NWJ live in `mi_jax.bounds.blocked`.
 """
+from mi_jax.bounds import blocked
 from mi_jax.bounds._dense import dv
 from mi_jax.bounds._dense import infonce
 from mi_jax.bounds._dense import interpolated
@@ -38,4 +39,4 @@ def get(name):
         "directly.") from None
 
 
-__all__ = ["NAMES", "get", *NAMES]
+__all__ = ["NAMES", "blocked", "get", *NAMES]

@@ -1,0 +1,175 @@
+"""Critics: Flax NNX modules mapping two embedding batches to a score matrix.
+
+`critic(za_BxDa, zb_CxDb) -> scores_BxC` (float32), `scores[i, j] = f(a_i, b_j)`,
+the input of every bound in `mi_jax.bounds`. Families (Poole et al. 2019;
+Tschannen et al. 2020): bilinear a^T W b, separable g(a)^T h(b), inner product
+(optionally cosine / temperature), and a concat MLP f([a; b]) evaluated on all
+B x C pairs at once.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+NAMES = ("bilinear", "separable", "inner_product", "concat")
+_ALIASES = {"concat_mlp": "concat", "mlp": "concat", "innerproduct": "inner_product"}
+
+
+def _activation(act) -> Callable:
+  if callable(act):
+    return act
+  fn = getattr(jax.nn, str(act), None)
+  if fn is None or not callable(fn):
+    raise ValueError(f"Unknown activation {act!r}; use a jax.nn name such as "
+                     "'relu', 'elu', 'tanh' or pass a callable.")
+  return fn
+
+
+def _hidden(hidden, layers) -> tuple[int, ...]:
+  if isinstance(hidden, int):
+    return (hidden,) * layers
+  return tuple(int(h) for h in hidden)
+
+
+def _check_inputs(name, za, zb, dim_a, dim_b):
+  if za.ndim != 2 or zb.ndim != 2:
+    raise ValueError(f"{name} expects 2-D inputs [B, D], got shapes "
+                     f"{za.shape} and {zb.shape}.")
+  if dim_a is not None and (za.shape[1], zb.shape[1]) != (dim_a, dim_b):
+    raise ValueError(f"{name} was built for widths ({dim_a}, {dim_b}), got "
+                     f"inputs of widths ({za.shape[1]}, {zb.shape[1]}).")
+
+
+class _MLP(nnx.Module):
+  """Linear -> act -> ... -> Linear (no activation after the last layer)."""
+
+  def __init__(self, dims: Sequence[int], activation, *, rngs: nnx.Rngs):
+    self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs)
+                            for a, b in zip(dims[:-1], dims[1:])])
+    self.activation = _activation(activation)
+
+  def __call__(self, x):
+    for i, layer in enumerate(self.layers):
+      x = layer(x)
+      if i < len(self.layers) - 1:
+        x = self.activation(x)
+    return x
+
+
+class Bilinear(nnx.Module):
+  """Bilinear critic f(a, b) = a^T W b (Oord et al. 2018; Tschannen et al. 2020).
+
+  scores_BxC = za_BxDa @ W_DaxDb @ zb_CxDb^T. W starts as N(0, 1/(Da Db)), so
+  unit-variance inputs give unit-variance scores.
+  """
+
+  def __init__(self, dim_a: int, dim_b: int, *, rngs: nnx.Rngs,
+               kernel_init=None):
+    self.dim_a, self.dim_b = dim_a, dim_b
+    init = kernel_init or nnx.initializers.normal((dim_a * dim_b) ** -0.5)
+    self.kernel = nnx.Param(init(rngs.params(), (dim_a, dim_b), jnp.float32))
+
+  def __call__(self, za_BxD, zb_CxD):
+    _check_inputs("Bilinear", za_BxD, zb_CxD, self.dim_a, self.dim_b)
+    wb_CxDa = zb_CxD @ self.kernel[...].T
+    return (za_BxD @ wb_CxDa.T).astype(jnp.float32)
+
+
+class Separable(nnx.Module):
+  """Separable critic f(a, b) = g(a)^T h(b) (Poole et al. 2019).
+
+  g and h are MLPs Da -> hidden... -> out_dim and Db -> hidden... -> out_dim;
+  scores_BxC = g(za) @ h(zb)^T. `hidden` is an int (repeated `layers` times)
+  or a tuple of widths.
+  """
+
+  def __init__(self, dim_a: int, dim_b: int, *, hidden=100, out_dim: int = 100,
+               layers: int = 1, activation="relu", rngs: nnx.Rngs):
+    self.dim_a, self.dim_b = dim_a, dim_b
+    widths = _hidden(hidden, layers)
+    self.g = _MLP((dim_a, *widths, out_dim), activation, rngs=rngs)
+    self.h = _MLP((dim_b, *widths, out_dim), activation, rngs=rngs)
+
+  def __call__(self, za_BxD, zb_CxD):
+    _check_inputs("Separable", za_BxD, zb_CxD, self.dim_a, self.dim_b)
+    return (self.g(za_BxD) @ self.h(zb_CxD).T).astype(jnp.float32)
+
+
+class InnerProduct(nnx.Module):
+  """Inner-product critic f(a, b) = a . b / temperature (no parameters).
+
+  cosine=True uses a/|a| . b/|b| (as in SimCLR / CMC; Chen et al. 2020).
+  """
+
+  def __init__(self, cosine: bool = False, temperature: float = 1.0):
+    if temperature <= 0:
+      raise ValueError(f"temperature must be positive, got {temperature}.")
+    self.cosine, self.temperature = cosine, temperature
+
+  def __call__(self, za_BxD, zb_CxD):
+    _check_inputs("InnerProduct", za_BxD, zb_CxD, None, None)
+    if za_BxD.shape[1] != zb_CxD.shape[1]:
+      raise ValueError(f"InnerProduct needs equal widths, got "
+                       f"{za_BxD.shape[1]} and {zb_CxD.shape[1]}.")
+    za, zb = za_BxD.astype(jnp.float32), zb_CxD.astype(jnp.float32)
+    if self.cosine:
+      eps = 1e-12
+      za = za * jax.lax.rsqrt(jnp.maximum(jnp.sum(za**2, -1, keepdims=True), eps))
+      zb = zb * jax.lax.rsqrt(jnp.maximum(jnp.sum(zb**2, -1, keepdims=True), eps))
+    return (za @ zb.T) / self.temperature
+
+
+class ConcatMLP(nnx.Module):
+  """Concat critic f(a, b) = MLP([a; b]) on every pair (Belghazi et al. 2018).
+
+  Vectorised without forming the [B, C, Da + Db] concatenation: the first
+  layer splits its kernel, h_ij = a_i W_a + b_j W_b + bias, broadcast to
+  [B, C, H]; the remaining layers act on the last axis; output [B, C].
+  """
+
+  def __init__(self, dim_a: int, dim_b: int, *, hidden=(200,), layers: int = 1,
+               activation="relu", rngs: nnx.Rngs):
+    self.dim_a, self.dim_b = dim_a, dim_b
+    widths = _hidden(hidden, layers)
+    self.mlp = _MLP((dim_a + dim_b, *widths, 1), activation, rngs=rngs)
+
+  def __call__(self, za_BxD, zb_CxD):
+    _check_inputs("ConcatMLP", za_BxD, zb_CxD, self.dim_a, self.dim_b)
+    first, rest = self.mlp.layers[0], self.mlp.layers[1:]
+    kernel = first.kernel[...]
+    ha_BxH = za_BxD @ kernel[:self.dim_a]
+    hb_CxH = zb_CxD @ kernel[self.dim_a:] + first.bias[...]
+    h_BxCxH = ha_BxH[:, None, :] + hb_CxH[None, :, :]
+    for layer in rest:
+      h_BxCxH = layer(self.mlp.activation(h_BxCxH))
+    return h_BxCxH[..., 0].astype(jnp.float32)
+
+
+def make(name: str, dim_a: int, dim_b: int, *, rngs: nnx.Rngs, **kwargs):
+  """Builds a critic by name: "bilinear", "separable", "inner_product", "concat".
+
+  ("concat_mlp" is accepted for "concat"; `out` for `out_dim` and
+  `hidden_dims` for `hidden`.) Keyword arguments go to the constructor.
+  """
+  key = _ALIASES.get(str(name).lower(), str(name).lower())
+  if "out" in kwargs:
+    kwargs["out_dim"] = kwargs.pop("out")
+  if "hidden_dims" in kwargs:
+    kwargs["hidden"] = kwargs.pop("hidden_dims")
+  if key == "bilinear":
+    return Bilinear(dim_a, dim_b, rngs=rngs, **kwargs)
+  if key == "separable":
+    return Separable(dim_a, dim_b, rngs=rngs, **kwargs)
+  if key == "inner_product":
+    if dim_a != dim_b:
+      raise ValueError(f"inner_product needs dim_a == dim_b, got {dim_a} and "
+                       f"{dim_b}; use 'bilinear' for different widths.")
+    return InnerProduct(**kwargs)
+  if key == "concat":
+    return ConcatMLP(dim_a, dim_b, rngs=rngs, **kwargs)
+  raise ValueError(f"Unknown critic {name!r}. Known critics: "
+                   f"{', '.join(NAMES)}. Pass one of these names to "
+                   "mi_jax.critics.make or build the class directly.")

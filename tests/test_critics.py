@@ -1,0 +1,105 @@
+"""Tests of mi_jax.critics against float64 NumPy references."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from mi_jax import critics
+
+B, C, DA, DB = 5, 7, 3, 4
+
+
+def inputs(seed=0, db=DB):
+  r = np.random.RandomState(seed)
+  return (r.normal(size=(B, DA)).astype(np.float32),
+          r.normal(size=(C, db)).astype(np.float32))
+
+
+def np_mlp(layers, x, act=lambda h: np.maximum(h, 0)):
+  for i, layer in enumerate(layers):
+    x = x @ np.asarray(layer.kernel[...], np.float64) + np.asarray(
+        layer.bias[...], np.float64)
+    if i < len(layers) - 1:
+      x = act(x)
+  return x
+
+
+def jit_call(critic, za, zb):
+  graphdef, state = nnx.split(critic)
+  return jax.jit(lambda s, a, b: nnx.merge(graphdef, s)(a, b))(state, za, zb)
+
+
+def test_bilinear_matches_numpy():
+  za, zb = inputs()
+  critic = critics.make("bilinear", DA, DB, rngs=nnx.Rngs(0))
+  got = jit_call(critic, za, zb)
+  w = np.asarray(critic.kernel[...], np.float64)
+  assert got.shape == (B, C) and got.dtype == jnp.float32
+  np.testing.assert_allclose(got, za.astype(np.float64) @ w @ zb.T, rtol=1e-5,
+                             atol=1e-6)
+
+
+def test_separable_matches_numpy_and_is_configurable():
+  za, zb = inputs(1)
+  critic = critics.make("separable", DA, DB, hidden=(6, 5), out_dim=4,
+                        activation="tanh", rngs=nnx.Rngs(1))
+  assert len(critic.g.layers) == 3
+  got = jit_call(critic, za, zb)
+  g = np_mlp(critic.g.layers, za.astype(np.float64), np.tanh)
+  h = np_mlp(critic.h.layers, zb.astype(np.float64), np.tanh)
+  np.testing.assert_allclose(got, g @ h.T, rtol=1e-5, atol=1e-6)
+  two = critics.make("separable", DA, DB, hidden=8, layers=2, out=3,
+                     rngs=nnx.Rngs(0))
+  assert two(za, zb).shape == (B, C) and two.g.layers[-1].kernel.shape == (8, 3)
+
+
+@pytest.mark.parametrize("cosine", [False, True])
+def test_inner_product_matches_numpy(cosine):
+  za, zb = inputs(2, db=DA)
+  critic = critics.make("inner_product", DA, DA, cosine=cosine,
+                        temperature=0.5, rngs=nnx.Rngs(0))
+  a, b = za.astype(np.float64), zb.astype(np.float64)
+  if cosine:
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+  np.testing.assert_allclose(jit_call(critic, za, zb), a @ b.T / 0.5,
+                             rtol=1e-5, atol=1e-6)
+
+
+def test_concat_mlp_pairs_equal_mlp_on_concatenation():
+  za, zb = inputs(3)
+  critic = critics.make("concat", DA, DB, hidden=(6, 5), rngs=nnx.Rngs(3))
+  got = jit_call(critic, za, zb)
+  assert got.shape == (B, C) and got.dtype == jnp.float32
+  pairs = np.concatenate([np.repeat(za, C, 0), np.tile(zb, (B, 1))], axis=1)
+  want = np_mlp(critic.mlp.layers, pairs.astype(np.float64)).reshape(B, C)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  # Pair (i, j) is the MLP on concat(a_i, b_j), one pair at a time.
+  one = critic.mlp(jnp.concatenate([za[2], zb[5]])[None])[0, 0]
+  np.testing.assert_allclose(got[2, 5], one, rtol=1e-5, atol=1e-6)
+
+
+def test_gradients_flow_and_bfloat16_inputs_give_float32():
+  za, zb = inputs(4)
+  for name in ("bilinear", "separable", "concat"):
+    critic = critics.make(name, DA, DB, rngs=nnx.Rngs(0))
+    grads = nnx.grad(lambda c: jnp.sum(c(za, zb) ** 2))(critic)
+    norms = [float(jnp.sum(x**2)) for x in jax.tree.leaves(grads)]
+    assert all(np.isfinite(norms)) and sum(norms) > 0, name
+    out = critic(jnp.asarray(za, jnp.bfloat16), jnp.asarray(zb, jnp.bfloat16))
+    assert out.dtype == jnp.float32, name
+
+
+def test_make_errors():
+  with pytest.raises(ValueError, match="bilinear, separable, inner_product"):
+    critics.make("billinear", 2, 2, rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="dim_a == dim_b"):
+    critics.make("inner_product", 2, 3, rngs=nnx.Rngs(0))
+  critic = critics.make("bilinear", DA, DB, rngs=nnx.Rngs(0))
+  za, zb = inputs()
+  with pytest.raises(ValueError, match="widths"):
+    critic(zb, za)
+  assert isinstance(critics.make("concat_mlp", 2, 2, hidden_dims=(4,),
+                                 rngs=nnx.Rngs(0)), critics.ConcatMLP)
+  assert critics.NAMES == ("bilinear", "separable", "inner_product", "concat")
