@@ -1,0 +1,14 @@
+"""Evaluation of frozen representations: linear / MLP probes, kNN, baseline.
+
+Public names:
+  linear_probe(train_feats, train_labels, test_feats, test_labels, ...)
+    -> accuracy (multinomial logistic regression, L-BFGS, sklearn's C)
+  mlp_probe(...) -> accuracy (200 hidden units, dropout 0.5, Adam; DIM)
+  knn_accuracy(...), knn_predict(...) (cosine or L2, chunked)
+  pixel_baseline_accuracy(train_x, train_y, test_x, test_y, noise_std=0.05)
+"""
+from mi_jax.evaluation.knn import knn_accuracy
+from mi_jax.evaluation.knn import knn_predict
+from mi_jax.evaluation.probe import linear_probe
+from mi_jax.evaluation.probe import mlp_probe
+from mi_jax.evaluation.probe import pixel_baseline_accuracy
