@@ -7,10 +7,21 @@ one entry to `_REGISTRY`.
 
 from flax import nnx
 
+from mi_jax.encoders.convnet import ConvNet
+from mi_jax.encoders.diagnostics import jacobian_log_condition_number
+from mi_jax.encoders.diagnostics import jacobian_log_condition_numbers
 from mi_jax.encoders.mlp import MLP
+from mi_jax.encoders.realnvp import RealNVP
+from mi_jax.encoders.resmlp import ResMLP
+from mi_jax.encoders.resnet import BasicBlock
+from mi_jax.encoders.resnet import ResNet
 
 _REGISTRY = {
     "mlp": MLP,
+    "convnet": ConvNet,
+    "realnvp": RealNVP,
+    "resmlp": ResMLP,
+    "resnet": ResNet,
 }
 
 
@@ -41,4 +52,8 @@ def make(name: str, *, rngs: nnx.Rngs, **kwargs) -> nnx.Module:
   return cls(**kwargs, rngs=rngs)
 
 
-__all__ = ["MLP", "make", "names", "register"]
+__all__ = [
+    "BasicBlock", "ConvNet", "MLP", "RealNVP", "ResMLP", "ResNet",
+    "jacobian_log_condition_number", "jacobian_log_condition_numbers", "make",
+    "names", "register",
+]
