@@ -4,7 +4,10 @@ Every bound is a pure function `fn(scores, mask=None, **options)` returning a
 float32 scalar in nats (MINE also returns its moving-average state).
 `scores[i, j] = f(a_i, b_j)`; `mask[i, j]` marks positive pairs (default: the
 diagonal, B == C); every unmasked entry is a negative. Expectations are plain
-averages: E_P over the positive entries, E_Q over the negative entries.
+averages: E_P over the positive entries, E_Q over the negative entries, so a
+mask needs at least one positive and one negative (else the value is NaN).
+Inputs of any floating dtype are computed in float32; values and gradients
+are finite for any finite scores.
 """
 from __future__ import annotations
 
@@ -257,7 +260,7 @@ def _loo_logsumexp(s_BxC):
 
 
 def interpolated(scores, mask=None, *, alpha=0.5, log_baseline=0.0):
-  """Interpolated bound I_alpha of Poole et al. (2019), eq. (12).
+  """Interpolated bound I_alpha of Poole et al. (2019), section 2.5.
 
   The baseline of row i interpolates the InfoNCE leave-one-out mean and a
   TUBA log-baseline a_i:
@@ -267,8 +270,9 @@ def interpolated(scores, mask=None, *, alpha=0.5, log_baseline=0.0):
                 - mean_{i != j} exp(s_ij - b_ii)
   exactly as `interpolated_lower_bound` of the authors' vbmi notebook (their
   rows index y; here rows index a). alpha = 0 gives TUBA(a); alpha = 1 gives
-  the leave-one-out multi-sample bound (<= log(B - 1) + ...). Only the default
-  diagonal mask is supported.
+  a leave-one-out InfoNCE-type bound (the marginal term is then exactly 1 and
+  the value is <= log(B - 1)). Only the default diagonal mask is supported.
+  The leave-one-out sums are exact (prefix + suffix sums, no cancellation).
 
   Args:
     scores: [B, B] floating scores, B >= 2.
