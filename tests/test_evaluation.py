@@ -58,23 +58,22 @@ def test_linear_probe_agrees_with_sklearn(mnist5k, scaling, scaler, C):
   assert agree >= 0.99, agree
 
 
-def test_linear_probe_regularisation_matters():
-  x, y = _blobs(300, 40, 3, seed=0, spread=3.0)
-  _, weak = evaluation.linear_probe(x[:200], y[:200], x[200:], y[200:], C=1e3,
-                                    return_params=True)
-  _, strong = evaluation.linear_probe(x[:200], y[:200], x[200:], y[200:],
-                                      C=1e-3, return_params=True)
+def test_linear_probe_regularisation_matters(mnist5k):
+  train, test = mnist5k  # same shapes as above: reuses the compiled solver
+  args = (_pooled(train["image"]), train["label"], _pooled(test["image"]),
+          test["label"])
+  _, weak = evaluation.linear_probe(*args, C=1e2, return_params=True)
+  _, strong = evaluation.linear_probe(*args, C=1e-3, return_params=True)
   assert np.linalg.norm(strong["w"]) < 0.1 * np.linalg.norm(weak["w"])
 
 
-def test_mlp_probe_solves_a_problem_a_linear_probe_cannot():
+def test_mlp_probe_solves_xor_which_no_linear_probe_can():
   rng = np.random.default_rng(0)
   x = rng.uniform(-1, 1, size=(1200, 2)).astype(np.float32)
   y = (np.sign(x[:, 0]) == np.sign(x[:, 1])).astype(np.int32)  # XOR
-  lin = evaluation.linear_probe(x[:1000], y[:1000], x[1000:], y[1000:])
   mlp = evaluation.mlp_probe(x[:1000], y[:1000], x[1000:], y[1000:],
                              epochs=30, learning_rate=1e-2, seed=0)
-  assert lin < 0.7 < 0.9 < mlp, (lin, mlp)
+  assert mlp > 0.9, mlp  # a linear classifier gets about 0.5 here
   again = evaluation.mlp_probe(x[:1000], y[:1000], x[1000:], y[1000:],
                                epochs=30, learning_rate=1e-2, seed=0)
   assert again == mlp
@@ -103,12 +102,12 @@ def test_pixel_baseline_uses_the_top_half_only(mnist5k):
   train, test = mnist5k
   args = (train["image"][:1000], train["label"][:1000])
   acc = evaluation.pixel_baseline_accuracy(*args, test["image"][:400],
-                                           test["label"][:400])
+                                           test["label"][:400], C=0.1)
   scrambled = test["image"][:400].copy()
   scrambled[:, 14:] = np.random.default_rng(0).uniform(
       size=scrambled[:, 14:].shape)
   acc_scrambled = evaluation.pixel_baseline_accuracy(*args, scrambled,
-                                                     test["label"][:400])
+                                                     test["label"][:400], C=0.1)
   assert acc == acc_scrambled
   assert 0.6 < acc < 0.95
 
