@@ -242,7 +242,8 @@ def multiview_program(make_g1: Callable, make_g2: Callable,
 
 
 def run_program(name: str, program: Program, data: dict, settings: Settings,
-                *, seed_ids=None, verbose: bool = True) -> list[dict]:
+                *, seed_ids=None, verbose: bool = True,
+                return_states: bool = False):
   """Trains `len(seed_ids)` seeds as one vmapped program; evaluates periodically.
 
   Every `settings.eval_every` steps (and at step 0) each seed gets: the bound
@@ -250,7 +251,8 @@ def run_program(name: str, program: Program, data: dict, settings: Settings,
   steps since the last evaluation (`mi_train`), the linear-probe accuracy of
   g1's features (train split -> test split), and the count of non-finite
   steps so far (`nonfinite_steps`; such steps leave the state unchanged).
-  Returns one row dict per (seed, evaluation step).
+  Returns one row dict per (seed, evaluation step); with `return_states`,
+  also the final stacked `TrainState` (leading axis = seeds).
   """
   seed_ids = list(range(settings.seeds)) if seed_ids is None else list(seed_ids)
   keys_S = seed_keys(seed_ids)
@@ -328,7 +330,7 @@ def run_program(name: str, program: Program, data: dict, settings: Settings,
             f"I_test {np.nanmean(mi_test_S):+.3f}  "
             f"nonfinite {int(nonfinite_S.sum())}  ({time.time() - t0:.0f}s)",
             flush=True)
-  return rows
+  return (rows, states_S) if return_states else rows
 
 
 # ----------------------------------------------------------------------------

@@ -1,0 +1,75 @@
+"""§3.1c of Tschannen et al. (ICLR 2020): a bias toward hard-to-invert encoders.
+
+g1, g2 are residual MLPs of 5 dense layers of width 392 (ReLU on all but the
+last), weights ~ truncated N(0, 1e-4^2), zero biases: near the identity, so
+invertible and well conditioned at the start, but free to become
+non-invertible. Bilinear 392x392 critic; I_NCE and I_NWJ; inputs get
+N(0, 0.05^2) noise, drawn independently for the two views (the paper's
+notebook added the same draw to both). Over training we track the log
+condition number log(sigma_max / sigma_min) of g1's Jacobian at 128 held-out
+test inputs (paper, Fig. 2c: it grows, the encoder becomes hard to invert).
+
+  .venv/bin/python experiments/tschannen/hard_to_invert.py          # paper setting
+  .venv/bin/python experiments/tschannen/hard_to_invert.py --quick
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import jax.numpy as jnp
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))))
+from experiments.tschannen import common  # pylint: disable=g-import-not-at-top
+from mi_jax import critics, encoders, views  # pylint: disable=g-import-not-at-top
+
+BOUNDS = {"infonce": "I_NCE", "nwj": "I_NWJ"}
+NOISE_STD = 0.05
+JACOBIAN_POINTS = 128
+
+
+def resmlp(rngs):
+  return encoders.ResMLP(392, num_layers=5, init_std=1e-4, rngs=rngs)
+
+
+def bilinear392(rngs):
+  return critics.make("bilinear", 392, 392, rngs=rngs)
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  common.add_args(parser, quick_steps=400, quick_seeds=2)
+  args = parser.parse_args(argv)
+  settings = common.settings_from_args(args)
+  data = common.load_mnist(settings)
+  baseline = common.pixel_baseline(data)
+  x_jac = jnp.asarray(common.top_half_flat(
+      data["test"]["image"][:JACOBIAN_POINTS]))
+
+  def log_cond(model, key):
+    x = views.add_noise(x_jac, key, NOISE_STD)
+    lc_B = encoders.jacobian_log_condition_numbers(model.encode1, x)
+    return {"log_cond_median": jnp.median(lc_B), "log_cond_max": jnp.max(lc_B),
+            "log_cond_min": jnp.min(lc_B)}
+
+  t0 = time.time()
+  results = {}
+  for bound, label in BOUNDS.items():
+    program = common.multiview_program(resmlp, resmlp, bilinear392, bound,
+                                       settings, noise_std=NOISE_STD)
+    program.extra_eval_fn = log_cond
+    results[label] = common.run_program(label, program, data, settings)
+  return common.report(
+      "hard_to_invert", results, settings,
+      ["accuracy", "mi_test", "log_cond_median"],
+      [("accuracy", "accuracy (linear probe on g1)"),
+       ("mi_test", "I_EST (test split)"),
+       ("log_cond_median", "median log(σ_max/σ_min) of g1's Jacobian")],
+      baseline=baseline, title="§3.1c hard-to-invert residual encoders",
+      wall_s=time.time() - t0)
+
+
+if __name__ == "__main__":
+  main()
