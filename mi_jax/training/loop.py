@@ -16,6 +16,7 @@ replays exactly the steps an uninterrupted one would (bitwise on CPU).
 """
 
 import dataclasses
+import functools
 import inspect
 import json
 import math
@@ -124,7 +125,7 @@ def build_model(config, images_BxHxWxC, views_fn, *, seed: int):
   from mi_jax import critics  # pylint: disable=g-import-not-at-top
   from mi_jax.objectives.multiview import MultiviewModel  # pylint: disable=g-import-not-at-top
   rngs = nnx.Rngs(seed)
-  v1, v2 = views_fn(jnp.asarray(images_BxHxWxC[:2]), jax.random.key(0))
+  v1, v2 = views_fn(jnp.asarray(images_BxHxWxC[:2]), jax.random.key(0))  # Shapes.
   enc_kwargs = _kwargs(config.encoder.get("kwargs"))
   g1 = _make_encoder(config.encoder.name, enc_kwargs, v1, rngs)
   if config.shared_encoder:
@@ -167,18 +168,69 @@ class Run:
   features: Callable
 
 
-def build_run(config: ml_collections.ConfigDict) -> Run:
-  """Loads the data and builds model, optimizer, loss and the jitted steps."""
+@functools.lru_cache(maxsize=8)
+def _load_arrays(name: str, split: str, data_dir: str | None) -> dict:
+  """`data.load_arrays`, cached per process (read-only NumPy arrays)."""
   from mi_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  arrays = data_lib.load_arrays(name, split, data_dir=data_dir)
+  for array in arrays.values():
+    array.flags.writeable = False
+  return arrays
+
+
+# Config fields that only steer the loop, not what `build_run` builds.
+_LOOP_ONLY_FIELDS = ("steps", "log_every", "eval_every", "probe_every",
+                     "checkpoint_every", "keep_checkpoints", "progress_bar",
+                     "probe")
+_RUN_CACHE: dict = {}
+_RUN_CACHE_SIZE = 4
+
+
+def build_run(config: ml_collections.ConfigDict) -> Run:
+  """Loads the data and builds model, optimizer, loss and the jitted steps.
+
+  Runs built from configs that differ only in loop settings (steps, logging,
+  evaluation and checkpoint intervals) share their jitted functions within a
+  process, so a resumed or repeated run in the same process compiles nothing
+  again; the returned state is always a fresh copy of the initial state.
+  """
+  validate_config(config)
+  fields = {k: v for k, v in config.to_dict().items()
+            if k not in _LOOP_ONLY_FIELDS}
+  key = (json.dumps(fields, sort_keys=True, default=str), jax.device_count())
+  cached = _RUN_CACHE.get(key)
+  if cached is None:
+    cached = _build_run(config)
+    cached.state = jax.device_get(cached.state)  # Host copy: never donated.
+    if len(_RUN_CACHE) >= _RUN_CACHE_SIZE:
+      _RUN_CACHE.pop(next(iter(_RUN_CACHE)))
+    _RUN_CACHE[key] = cached
+  if cached.mesh is not None:
+    from mi_jax.training import sharding  # pylint: disable=g-import-not-at-top
+    state = sharding.replicate(cached.state, cached.mesh)
+  else:
+    state = jax.tree.map(jnp.array, cached.state)
+  return dataclasses.replace(cached, config=config, state=state)
+
+
+def _build_run(config: ml_collections.ConfigDict) -> Run:
+  """`build_run` without the cache."""
   from mi_jax import views as views_lib  # pylint: disable=g-import-not-at-top
   from mi_jax.objectives.multiview import make_multiview_loss  # pylint: disable=g-import-not-at-top
   validate_config(config)
-  train_arrays = data_lib.load_arrays(config.dataset, "train",
-                                      data_dir=config.data_dir)
-  test_arrays = data_lib.load_arrays(config.dataset, "test",
-                                     data_dir=config.data_dir)
+  num_devices = jax.device_count()
+  use_mesh = config.use_mesh and num_devices > 1
+  if use_mesh and config.batch_size % num_devices:
+    raise ValueError(
+        f"config.batch_size={config.batch_size} must divide across the "
+        f"{num_devices} devices of the mesh (use a multiple of {num_devices}, "
+        "or --config.use_mesh=false to train on one device)")
+  train_arrays = _load_arrays(config.dataset, "train", config.data_dir)
+  test_arrays = _load_arrays(config.dataset, "test", config.data_dir)
   views_fn = views_lib.make_views(config.views)
-  model = build_model(config, train_arrays["image"], views_fn, seed=config.seed)
+  # Built under jit: one compiled initialiser instead of one per eager op.
+  model = nnx.jit(lambda x: build_model(config, x, views_fn, seed=config.seed))(
+      jnp.asarray(train_arrays["image"][:2]))
   tx = build_optimizer(config)
   graphdef, state = init_train_state(model, tx)
   loss_fn = make_multiview_loss(
@@ -196,13 +248,7 @@ def build_run(config: ml_collections.ConfigDict) -> Run:
   eval_step = make_eval_step(graphdef, loss_fn, compute_dtype=compute_dtype)
 
   mesh = None
-  num_devices = jax.device_count()
-  if config.use_mesh and num_devices > 1:
-    if config.batch_size % num_devices:
-      raise ValueError(
-          f"config.batch_size={config.batch_size} must divide across the "
-          f"{num_devices} devices of the mesh (use a multiple of {num_devices}, "
-          "or --config.use_mesh=false to train on one device)")
+  if use_mesh:
     from mi_jax.training import sharding  # pylint: disable=g-import-not-at-top
     mesh = sharding.make_mesh()
     train_step = sharding.shard_train_step(step, mesh, donate_state=True)
@@ -349,6 +395,24 @@ class _StopSignal:
     del frame
     self.received = signal.Signals(signum).name
 
+  def poll(self, step: int, every: int) -> bool:
+    """Whether to stop after `step`; agreed by all hosts every `every` steps.
+
+    One host alone may receive the signal, and saving is collective, so on
+    several hosts the flags are all-gathered at steps that are multiples of
+    `every` (one process: checked every step).
+    """
+    if jax.process_count() == 1:
+      return self.received is not None
+    if step % every:
+      return False
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    flags = multihost_utils.process_allgather(
+        np.asarray(self.received is not None))
+    if np.any(flags) and self.received is None:
+      self.received = "SIGTERM (on another host)"
+    return bool(np.any(flags))
+
   def __exit__(self, *exc):
     for sig, old in self._old.items():
       signal.signal(sig, old)
@@ -436,10 +500,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
         finite_since_check.append((step, m["finite"]))
         if bar is not None:
           bar.update(1)
+        stop_now = stop.poll(step, config.log_every)
         boundary = (step % config.log_every == 0 or step % config.eval_every == 0
                     or step % config.probe_every == 0
                     or step % config.checkpoint_every == 0
-                    or step == config.steps or stop.received is not None
+                    or step == config.steps or stop_now
                     or step == stop_after_step)
         if not boundary:
           continue
@@ -466,10 +531,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
                             if k != "train/steps_per_s")
           _log(f"step {step}: {shown}")
         if (step % config.checkpoint_every == 0 or step == config.steps
-            or stop.received is not None or step == stop_after_step):
+            or stop_now or step == stop_after_step):
           save(step)
           last_good = step
-        if stop.received is not None:
+        if stop_now:
           interrupted = stop.received
           _log(f"received {interrupted}: saved checkpoint at step {step}; run "
                "the same command again to resume")
