@@ -158,11 +158,18 @@ def _make_critic(name, dim_x, dim_y, seed, options):
     raise ValueError(f"critic must be a name; got {name!r}.")
   try:
     return critics.make(name, dim_x, dim_y, rngs=nnx.Rngs(seed), **options)
-  except (ValueError, KeyError) as e:
-    names = getattr(critics, "NAMES", ("bilinear", "separable", "inner_product",
-                                       "concat"))
-    raise ValueError(f"could not build critic {name!r} ({e}); choose one of "
-                     f"{', '.join(names)} with valid options.") from e
+  except (ValueError, KeyError, TypeError) as e:
+    raise ValueError(f"could not build critic {name!r} with options "
+                     f"{options}: {e}") from e
+
+
+# Defaults of estimate() per critic: sized for 10-100k samples of 1-50 dims,
+# fast on a CPU; an embedding width >= the data dimension lets a separable
+# critic represent the Gaussian cross term x^T W y.
+DEFAULT_CRITIC_OPTIONS = {
+    "separable": {"hidden": (128,), "out_dim": 32},
+    "concat": {"hidden": (128,)},
+}
 
 
 def _freeze(options):
@@ -278,7 +285,8 @@ def estimate(x, y, *, bound: str = "smile", critic: str = "separable",
     standardize: z-score each column with the training split's mean and std
       (MI is invariant to it; it helps optimisation).
     bound_options: keyword options of the bound, e.g. {"clip": 5.0} (SMILE).
-    critic_options: keyword options of the critic (see mi_jax.critics).
+    critic_options: keyword options of the critic (see mi_jax.critics);
+      None: DEFAULT_CRITIC_OPTIONS (separable: hidden (128,), out_dim 32).
 
   Returns:
     An `EstimateResult`; `str(result)` is "mi ± stderr nats [flags]".
@@ -308,6 +316,11 @@ def estimate(x, y, *, bound: str = "smile", critic: str = "separable",
   if not lr > 0:
     raise ValueError(f"lr must be positive; got {lr}.")
   objective = _objective.make_objective(bound, bound_options)  # checks the name
+  if not isinstance(critic, str):
+    raise ValueError(f"critic must be a name such as 'separable'; got "
+                     f"{critic!r}.")
+  if critic_options is None:
+    critic_options = DEFAULT_CRITIC_OPTIONS.get(critic, {})
 
   rng = np.random.default_rng(seed)
   perm = rng.permutation(n)
