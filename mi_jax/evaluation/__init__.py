@@ -6,9 +6,12 @@ Public names:
   mlp_probe(...) -> accuracy (200 hidden units, dropout 0.5, Adam; DIM)
   knn_accuracy(...), knn_predict(...) (cosine or L2, chunked)
   pixel_baseline_accuracy(train_x, train_y, test_x, test_y, noise_std=0.05)
+  noisy_half_pixels(train_x, test_x) -> that baseline's features
+  python -m mi_jax.evaluation: the raw-pixel table on mnist5k
 """
 from mi_jax.evaluation.knn import knn_accuracy
 from mi_jax.evaluation.knn import knn_predict
 from mi_jax.evaluation.probe import linear_probe
 from mi_jax.evaluation.probe import mlp_probe
+from mi_jax.evaluation.probe import noisy_half_pixels
 from mi_jax.evaluation.probe import pixel_baseline_accuracy
