@@ -6,7 +6,8 @@ ranks and sizes eagerly with a clear `ValueError`.
 
 - Halves, Tschannen et al. 2020 (MNIST: view 1 = top half = first 392 of the
   784 row-major pixels, view 2 = bottom half = last 392).
-- Random crops / patches (two independent crops per image).
+- Random crops / patches (two independent crops per image); a CPC-style
+  grid of overlapping patches.
 - Colour split: L vs ab as in CMC (Tian, Krishnan, Isola 2019), or a plain
   channel split.
 - `add_noise`: additive Gaussian noise per view, independent keys.
@@ -120,6 +121,31 @@ def random_patches(pixels_BxHxWxC: jax.Array, key: jax.Array, size):
   key1, key2 = jax.random.split(key)
   return (random_crops(pixels_BxHxWxC, key1, size),
           random_crops(pixels_BxHxWxC, key2, size))
+
+
+def grid_patches(pixels_BxHxWxC: jax.Array, size: int, stride: int):
+  """Overlapping square patches on a regular grid, CPC style.
+
+  van den Oord, Li, Vinyals, "Representation Learning with Contrastive
+  Predictive Coding", 2018: a 64x64 image becomes a 7x7 grid of 16x16
+  patches with stride 8. Patch (i, j) covers rows [i*stride, i*stride+size)
+  and columns [j*stride, j*stride+size).
+
+  Returns:
+    patches_BxNhxNwxSxSxC with Nh = (H - size) // stride + 1 (same for Nw).
+  """
+  _check_images(pixels_BxHxWxC, "grid_patches")
+  _, h, w, _ = pixels_BxHxWxC.shape
+  _crop_size(size, h, w)
+  if stride <= 0:
+    raise ValueError(f"grid_patches needs a positive stride, got {stride}.")
+  offsets_S = jnp.arange(size)
+  rows = jnp.arange((h - size) // stride + 1)[:, None] * stride + offsets_S
+  cols = jnp.arange((w - size) // stride + 1)[:, None] * stride + offsets_S
+  # [B, Nh, S, W, C] -> [B, Nh, S, Nw, S, C] -> [B, Nh, Nw, S, S, C]
+  by_rows = pixels_BxHxWxC[:, rows]
+  patches = by_rows[:, :, :, cols]
+  return jnp.transpose(patches, (0, 1, 3, 2, 4, 5))
 
 
 # sRGB (D65) -> CIE XYZ, as in IEC 61966-2-1 / scikit-image.

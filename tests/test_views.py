@@ -72,6 +72,19 @@ def test_random_crops_are_subimages_and_independent():
   assert rect.shape == (16, 3, 5, 2)
 
 
+def test_grid_patches_match_slices():
+  pixels = _images((2, 12, 10, 1))
+  patches = jax.jit(views.grid_patches, static_argnums=(1, 2))(pixels, 4, 3)
+  assert patches.shape == (2, 3, 3, 4, 4, 1)
+  images = np.asarray(pixels)
+  for i in range(3):
+    for j in range(3):
+      np.testing.assert_array_equal(
+          patches[:, i, j], images[:, 3 * i:3 * i + 4, 3 * j:3 * j + 4])
+  assert views.grid_patches(_images((1, 64, 64, 3)), 16, 8).shape == (
+      1, 7, 7, 16, 16, 3)
+
+
 def _lab_reference(rgb):
   """NumPy reference of sRGB -> CIE Lab (D65)."""
   rgb = rgb.astype(np.float64)
