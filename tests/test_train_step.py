@@ -120,6 +120,25 @@ def test_nonfinite_loss_keeps_state():
   assert all(jax.tree.leaves(chex_equal))
 
 
+def test_nonfinite_gradient_with_finite_loss_keeps_state():
+  tx = optax.adam(1e-2)
+  graphdef, state = training.init_train_state(_model(0), tx)
+
+  def nan_grad_loss(model, batch, key):
+    loss, m = LOSS(model, batch, key)
+    w = model.critic.w[...]
+    # sqrt(|0|) = 0 in the forward pass, NaN in the backward pass.
+    return loss + jnp.sum(jnp.sqrt(jnp.abs(w - jax.lax.stop_gradient(w)))), m
+
+  step = jax.jit(training.make_train_step(graphdef, tx, nan_grad_loss))
+  new_state, metrics = step(state, _batch(jax.random.key(1)),
+                            jax.random.key(2))
+  assert np.isfinite(metrics["loss"]) and not bool(metrics["finite"])
+  assert int(new_state.step) == 0
+  for a, b in zip(jax.tree.leaves(new_state), jax.tree.leaves(state)):
+    np.testing.assert_array_equal(a, b)
+
+
 def test_batchnorm_stats_updated_and_eval_mode():
   tx = optax.sgd(0.0)
   graphdef, state = training.init_train_state(_model(0, bn=True), tx)
