@@ -7,6 +7,13 @@ import pytest
 from mi_jax import data
 
 
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  # One folder per test session, shared by the data and evaluation tests:
+  # mnist5k is prepared once (preparation is locked and idempotent).
+  return str(tmp_path_factory.getbasetemp() / "mi_jax_tfds")
+
+
 def _arrays(n=50):
   return {"image": np.arange(n, dtype=np.float32).reshape(n, 1, 1, 1),
           "label": np.arange(n, dtype=np.int32)}
@@ -82,9 +89,9 @@ def test_drop_remainder_and_num_epochs():
   assert [len(b["label"]) for b in dropped] == [16, 16, 16]
 
 
-def test_source_and_arrays_give_the_same_batches(tmp_path):
-  source = data.data_source("mnist5k", "test", data_dir=str(tmp_path))
-  arrays = data.load_arrays("mnist5k", "test", data_dir=str(tmp_path))
+def test_source_and_arrays_give_the_same_batches(data_dir):
+  source = data.data_source("mnist5k", "test", data_dir=data_dir)
+  arrays = data.load_arrays("mnist5k", "test", data_dir=data_dir)
   from_source = data.BatchIterator(source, 32, seed=5, shard_index=0,
                                    shard_count=1)
   from_arrays = data.BatchIterator(arrays, 32, seed=5, shard_index=0,

@@ -13,7 +13,9 @@ from mi_jax.data import loader
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp("tfds"))
+  # One folder per test session, shared by the data and evaluation tests:
+  # mnist5k is prepared once (preparation is locked and idempotent).
+  return str(tmp_path_factory.getbasetemp() / "mi_jax_tfds")
 
 
 def test_mnist5k_splits_shapes_and_balance(data_dir):

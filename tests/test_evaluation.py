@@ -12,8 +12,14 @@ from mi_jax import evaluation
 
 
 @pytest.fixture(scope="module")
-def mnist5k(tmp_path_factory):
-  data_dir = str(tmp_path_factory.mktemp("tfds"))
+def data_dir(tmp_path_factory):
+  # One folder per test session, shared by the data and evaluation tests:
+  # mnist5k is prepared once (preparation is locked and idempotent).
+  return str(tmp_path_factory.getbasetemp() / "mi_jax_tfds")
+
+
+@pytest.fixture(scope="module")
+def mnist5k(data_dir):
   return (data.load_arrays("mnist5k", "train", data_dir=data_dir),
           data.load_arrays("mnist5k", "test", data_dir=data_dir))
 
