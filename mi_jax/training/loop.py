@@ -491,6 +491,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   step = start
   t0 = time.time()
   finite_since_check = []  # (step, device bool) per step, read at boundaries.
+  rate_step, rate_t = start, t0
   try:
     with _StopSignal() as stop:
       while step < config.steps:
@@ -513,10 +514,14 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
         finite_since_check.clear()
         if bad:
           raise NonFiniteLossError(_non_finite_message(bad[0], config, last_good))
+        t_boundary = time.time()  # Steps so far are done (synced above).
         row = {}
         if step % config.log_every == 0 or step == config.steps:
           row.update(metrics_lib.to_scalars(m, "train/"))
-          row["train/steps_per_s"] = (step - start) / max(time.time() - t0, 1e-9)
+          # Training throughput since the last log row, evaluation excluded.
+          row["train/steps_per_s"] = (step - rate_step) / max(
+              t_boundary - rate_t, 1e-9)
+          rate_step, rate_t = step, t_boundary
         if step % config.eval_every == 0 or step == config.steps:
           row.update({f"eval/{k}": v for k, v in heldout_bound(run, state).items()})
         if step % config.probe_every == 0:
@@ -534,6 +539,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
             or stop_now or step == stop_after_step):
           save(step)
           last_good = step
+        rate_t += time.time() - t_boundary  # Evaluation time is not training.
         if stop_now:
           interrupted = stop.received
           _log(f"received {interrupted}: saved checkpoint at step {step}; run "

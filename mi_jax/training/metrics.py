@@ -94,27 +94,41 @@ class MetricsWriter:
       self._tb.close()
 
 
+def _panels(keys: list[str]) -> list[tuple[str, list[str]]]:
+  """Groups `group/name` keys by `name`: train/mi and eval/mi share a panel."""
+  panels: dict[str, list[str]] = {}
+  for key in keys:
+    panels.setdefault(key.split("/")[-1], []).append(key)
+  return list(panels.items())
+
+
 def plot_curves(rows: list[dict], png_path: str, *, title: str = "") -> str:
-  """Draws every scalar in `rows` against `step`, one panel per metric, to a PNG."""
+  """Draws the logged scalars against `step` into a PNG.
+
+  One panel per metric name; the same name in several groups (e.g. the
+  bound `mi` of `train/` and `eval/`, the held-out split) shares a panel.
+  """
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
   keys = sorted({k for r in rows for k in r if k != "step"})
-  keys = [k for k in keys if not k.endswith("finite")]
-  cols = min(3, max(1, len(keys)))
-  nrows = max(1, math.ceil(len(keys) / cols))
+  panels = _panels([k for k in keys if not k.endswith("finite")])
+  cols = min(3, max(1, len(panels)))
+  nrows = max(1, math.ceil(len(panels) / cols))
   fig, axes = plt.subplots(nrows, cols, figsize=(4.5 * cols, 3.2 * nrows),
                            squeeze=False)
-  for ax, key in zip(axes.flat, keys):
-    pts = [(r["step"], r[key]) for r in rows if key in r]
-    steps, values = zip(*pts)
-    ax.plot(steps, values, marker="o" if len(pts) < 30 else None,
-            markersize=3)
-    ax.set_title(key, fontsize=10)
+  for ax, (name, members) in zip(axes.flat, panels):
+    for key in members:
+      pts = [(r["step"], r[key]) for r in rows if key in r]
+      steps, values = zip(*pts)
+      ax.plot(steps, values, marker="o" if len(pts) < 30 else None,
+              markersize=3, label=key)
+    ax.set_title(name, fontsize=10)
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)
-  for ax in list(axes.flat)[len(keys):]:
+    ax.legend(fontsize=8)
+  for ax in list(axes.flat)[len(panels):]:
     ax.axis("off")
   if title:
     fig.suptitle(title)
