@@ -169,7 +169,8 @@ def rgb_to_lab(pixels_BxHxWxC: jax.Array) -> jax.Array:
   _check_images(pixels_BxHxWxC, "rgb_to_lab")
   if pixels_BxHxWxC.shape[-1] != 3:
     raise ValueError(
-        f"rgb_to_lab needs 3 channels, got shape {tuple(pixels_BxHxWxC.shape)}.")
+        "rgb_to_lab needs 3 channels, got shape "
+        f"{tuple(pixels_BxHxWxC.shape)}.")
   rgb = jnp.clip(pixels_BxHxWxC.astype(jnp.float32), 0.0, 1.0)
   linear = jnp.where(rgb <= 0.04045, rgb / 12.92,
                      ((rgb + 0.055) / 1.055) ** 2.4)

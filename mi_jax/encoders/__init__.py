@@ -31,7 +31,7 @@ def names() -> tuple[str, ...]:
 
 
 def register(name: str, cls) -> None:
-  """Adds `cls` to the registry under `name` (for encoders defined elsewhere)."""
+  """Adds `cls` to the registry under `name` (encoders defined elsewhere)."""
   if name in _REGISTRY and _REGISTRY[name] is not cls:
     raise ValueError(f"Encoder name {name!r} is already registered.")
   _REGISTRY[name] = cls

@@ -1,4 +1,4 @@
-"""Encoder diagnostics: conditioning of the Jacobian (Tschannen et al. 2020, §3.1c)."""
+"""Encoder diagnostics: Jacobian conditioning (Tschannen et al., §3.1c)."""
 
 from collections.abc import Callable
 

@@ -1,4 +1,4 @@
-"""MLP encoder: flatten the view, then dense layers (Tschannen et al. 2020, §3.2).
+"""MLP encoder: flatten the view, then dense layers (Tschannen et al., §3.2).
 
 The paper's MNIST encoder is 392 -> 300 -> 300 -> 100 with ReLU between
 layers and a linear output layer.

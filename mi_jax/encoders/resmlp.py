@@ -50,7 +50,7 @@ class ResMLP(nnx.Module):
     ])
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    """Returns `z_BxD = x + residuals` for an input `[B, ...]` of `dim` features."""
+    """Returns `z_BxD = x + residuals` for `[B, ...]` input of dim features."""
     h_BxD = x.reshape(x.shape[0], -1)
     if h_BxD.shape[-1] != self.dim:
       raise ValueError(

@@ -58,7 +58,7 @@ class BasicBlock(nnx.Module):
 
 
 class ResNet(nnx.Module):
-  """ResNet of BasicBlocks; default stages (2, 2, 2, 2) x widths 64..512 = ResNet-18.
+  """ResNet of BasicBlocks; the defaults (2, 2, 2, 2) x 64..512 are ResNet-18.
 
   He, Zhang, Ren, Sun, "Deep Residual Learning for Image Recognition", CVPR
   2016, with the CIFAR stem (3x3 conv, no max-pool) for 32x32 inputs.
