@@ -153,3 +153,16 @@ def test_make_views_registry():
     views.make_views("nope")
   with pytest.raises(ValueError, match="size"):
     views.make_views("crops")
+
+
+def test_make_views_vmaps_over_seed_keys():
+  pixels = _images((4, 8, 8, 1))
+  fn = views.make_views("crops", size=5, noise_std=0.1)
+  keys = jax.random.split(jax.random.key(0), 3)
+  v1_S, v2_S = jax.jit(jax.vmap(fn, in_axes=(None, 0)))(pixels, keys)
+  assert v1_S.shape == v2_S.shape == (3, 4, 5, 5, 1)
+  for s in range(3):
+    v1, v2 = fn(pixels, keys[s])
+    np.testing.assert_allclose(v1_S[s], v1, atol=1e-6)
+    np.testing.assert_allclose(v2_S[s], v2, atol=1e-6)
+  assert not np.allclose(v1_S[0], v1_S[1])
