@@ -1,5 +1,5 @@
 """Tests for mi_jax.data: the embedded mnist5k TFDS dataset and the loader."""
-import multiprocessing
+import subprocess
 import sys
 
 import numpy as np
@@ -66,16 +66,20 @@ def test_data_source_is_an_array_record_source_without_tensorflow(data_dir):
   assert "tensorflow" not in sys.modules
 
 
-def _prepare(data_dir):
-  embedded.prepare_mnist5k(data_dir)
-  return len(data.load_arrays("mnist5k", "train", data_dir=data_dir)["label"])
+_PREPARE_AND_COUNT = (
+    "import sys; from mi_jax.data import loader; "
+    "print(len(loader.load_arrays('mnist5k', 'train', data_dir=sys.argv[1])"
+    "['label']))")
 
 
 def test_concurrent_preparation_is_safe(tmp_path):
-  ctx = multiprocessing.get_context("spawn")
-  with ctx.Pool(2) as pool:
-    sizes = pool.map(_prepare, [str(tmp_path)] * 2)
-  assert sizes == [4000, 4000]
+  procs = [subprocess.Popen([sys.executable, "-c", _PREPARE_AND_COUNT,
+                             str(tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+           for _ in range(2)]
+  outs = [p.communicate(timeout=120)[0].split() for p in procs]
+  assert [p.returncode for p in procs] == [0, 0]
+  assert [out[-1] for out in outs] == ["4000", "4000"]
 
 
 def test_unknown_name_is_a_clear_error(data_dir):

@@ -16,7 +16,6 @@ guarantees, but add a dependency and worker processes that a data set held in
 memory or in one ArrayRecord source does not need; this index iterator is
 short, has no threads, and its state is plain JSON.
 """
-import jax
 import numpy as np
 
 from mi_jax.data import loader
@@ -54,8 +53,10 @@ class BatchIterator:
 
   def __init__(self, data, batch_size, *, seed, shard_index=None,
                shard_count=None, drop_remainder=True, num_epochs=None):
-    shard_index = jax.process_index() if shard_index is None else shard_index
-    shard_count = jax.process_count() if shard_count is None else shard_count
+    if shard_index is None or shard_count is None:
+      import jax  # pylint: disable=g-import-not-at-top  # keep mi_jax.data light
+      shard_index = jax.process_index() if shard_index is None else shard_index
+      shard_count = jax.process_count() if shard_count is None else shard_count
     if batch_size <= 0:
       raise ValueError(f"batch_size must be positive, got {batch_size}.")
     if not 0 <= shard_index < shard_count:
