@@ -1,4 +1,5 @@
 """Tests for mi_jax.data: the embedded mnist5k TFDS dataset and the loader."""
+import shutil
 import subprocess
 import sys
 
@@ -91,6 +92,17 @@ def test_missing_dataset_says_how_to_prepare_it(tmp_path):
   with pytest.raises(FileNotFoundError,
                      match=r"tfds build cifar10 .*--file_format=array_record"):
     data.load_arrays("cifar10", "train", data_dir=str(tmp_path))
+
+
+def test_data_not_in_array_record_format_is_a_clear_error(data_dir, tmp_path):
+  embedded.prepare_mnist5k(data_dir)
+  shutil.copytree(data_dir + "/mnist5k", tmp_path / "mnist5k")
+  info = tmp_path / "mnist5k" / "1.0.0" / "dataset_info.json"
+  info.write_text(info.read_text().replace('"fileFormat": "array_record"',
+                                           '"fileFormat": "tfrecord"'))
+  with pytest.raises(FileNotFoundError,
+                     match=r"stored as tfrecord(.|\n)*convert_format"):
+    data.load_arrays("mnist5k", "train", data_dir=str(tmp_path))
 
 
 def test_nan_images_are_a_clear_error():

@@ -16,9 +16,8 @@ import tensorflow_datasets as tfds
 
 from mi_jax.data import embedded
 
-_PREPARE_HELP = """\
-Data set {name!r} is not prepared in {data_dir} (mi_jax never downloads at run
-time). On a machine with internet, prepare it in ArrayRecord format:
+_HOW_TO_PREPARE = """\
+On a machine with internet, prepare it in ArrayRecord format:
 
   pip install tensorflow-datasets tensorflow   # TF is needed only to build it
   tfds build {name} --data_dir=DIR --file_format=array_record
@@ -27,6 +26,20 @@ time). On a machine with internet, prepare it in ArrayRecord format:
 
 then copy DIR/{name} to {data_dir}/{name} here, or point mi_jax at it with
 `data_dir=DIR`, `$MI_JAX_DATA_DIR=DIR` or `--config.data_dir=DIR`."""
+
+_NOT_PREPARED = """\
+Data set {name!r} is not prepared in {data_dir} (mi_jax never downloads at
+run time). """ + _HOW_TO_PREPARE
+
+_NOT_ARRAY_RECORD = """\
+Data set {name!r} in {path} is stored as {file_format}, which has no random
+access without TensorFlow; mi_jax reads ArrayRecord. Convert it where
+TensorFlow is installed:
+
+  tfds convert_format --dataset_version_dir={path} \\
+    --out_file_format=array_record --out_dir=NEW_DIR
+
+or rebuild it. """ + _HOW_TO_PREPARE
 
 
 def _resolve_data_dir(data_dir):
@@ -64,12 +77,11 @@ def data_source(name: str, split: str, data_dir=None):
       raise e from None
     if not builder.is_prepared():
       raise FileNotFoundError(
-          _PREPARE_HELP.format(name=name, data_dir=data_dir)) from e
+          _NOT_PREPARED.format(name=name, data_dir=data_dir)) from e
     if builder.info.file_format != tfds.core.FileFormat.ARRAY_RECORD:
-      raise FileNotFoundError(
-          f"{name!r} in {builder.data_dir} is stored as "
-          f"{builder.info.file_format.value}, which has no random access. "
-          + _PREPARE_HELP.format(name=name, data_dir=data_dir)) from e
+      raise FileNotFoundError(_NOT_ARRAY_RECORD.format(
+          name=name, data_dir=data_dir, path=builder.data_dir,
+          file_format=builder.info.file_format.value)) from e
     raise
 
 
