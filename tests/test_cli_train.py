@@ -61,3 +61,26 @@ def test_config_json_round_trip(tmp_path):
   assert back.encoder.kwargs.out_dim == 100 and back.lr == c.lr
   with pytest.raises(FileNotFoundError, match="mi-jax train"):
     config_lib.load_saved_config(str(tmp_path / "nowhere"))
+
+
+def _cli_main(argv):
+  """`mi-jax` restricted to this module's subcommands (as mi_jax/cli.py runs them)."""
+  import argparse  # pylint: disable=g-import-not-at-top
+  from mi_jax.training import cli  # pylint: disable=g-import-not-at-top
+  parser = argparse.ArgumentParser(prog="mi-jax")
+  cli.register(parser.add_subparsers(dest="command", required=True))
+  args, extra = parser.parse_known_args(argv)
+  assert args.accepts_extra == (args.command == "train")
+  return args.func(args, extra)
+
+
+def test_train_cli_reports_config_errors(tmp_path, capsys):
+  workdir = str(tmp_path / "w")
+  assert _cli_main(["train", "--workdir", workdir, "--config.stepz=5"]) == 2
+  err = capsys.readouterr().err
+  assert "unknown config key 'stepz'" in err and "steps" in err
+  assert _cli_main(["train", "--workdir", workdir, "--config",
+                    str(tmp_path / "missing.py")]) == 2
+  assert "not found" in capsys.readouterr().err
+  assert _cli_main(["eval", str(tmp_path / "nowhere")]) == 2
+  assert "config.json" in capsys.readouterr().err

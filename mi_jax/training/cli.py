@@ -1,6 +1,8 @@
 """`mi-jax train` and `mi-jax eval`: the command line of the trainer.
 
   mi-jax train [--config FILE[:ARG]] [--workdir DIR] [--config.KEY=VALUE ...]
+               [--distributed | --coordinator_address HOST:PORT
+                --num_processes N --process_id I]
   mi-jax eval WORKDIR
 
 `register(subparsers)` adds both to the `mi-jax` dispatcher (mi_jax/cli.py).
@@ -24,6 +26,10 @@ def _train(args: argparse.Namespace, extra_argv: list[str]) -> int:
   except (ValueError, FileNotFoundError) as e:
     print(f"mi-jax train: error: {e}", file=sys.stderr)
     return 2
+  if args.distributed or args.coordinator_address:
+    from mi_jax.training import distributed  # pylint: disable=g-import-not-at-top
+    distributed.initialize(args.coordinator_address, args.num_processes,
+                           args.process_id)
   from mi_jax.training import loop  # pylint: disable=g-import-not-at-top
   print(f"mi-jax train: workdir {os.path.abspath(args.workdir)}", flush=True)
   try:
@@ -65,6 +71,17 @@ def register(subparsers) -> None:
       "--workdir", default=DEFAULT_WORKDIR,
       help=f"run folder: checkpoints, metrics, config.json (default {DEFAULT_WORKDIR}); "
       "an existing run there is resumed")
+  multi = train.add_argument_group(
+      "multi-host", "join a multi-process job with jax.distributed.initialize "
+      "before training (one `mi-jax train` per host, same flags and workdir)")
+  multi.add_argument(
+      "--distributed", action="store_true",
+      help="initialize jax.distributed from the environment (TPU pods, SLURM; "
+      "or $MI_JAX_COORDINATOR, $MI_JAX_NUM_PROCESSES, $MI_JAX_PROCESS_ID)")
+  multi.add_argument("--coordinator_address", default=None,
+                     help="host:port of process 0 (implies --distributed)")
+  multi.add_argument("--num_processes", type=int, default=None)
+  multi.add_argument("--process_id", type=int, default=None)
   train.set_defaults(func=_train, accepts_extra=True)
 
   evaluate = subparsers.add_parser(

@@ -292,6 +292,17 @@ def _global_batch(run: Run, batch: dict) -> dict:
 # Evaluation.
 
 
+def _same_on_all_hosts(run: Run, batch: dict) -> dict:
+  """A batch every host holds in full -> arrays split over the mesh's data axis."""
+  if run.mesh is None:
+    return batch
+  from mi_jax.training import sharding  # pylint: disable=g-import-not-at-top
+  data = sharding.batch_sharding(run.mesh)
+  return {k: jax.make_array_from_callback(
+      np.shape(v), data, lambda index, v=v: np.asarray(v)[index])
+          for k, v in batch.items()}
+
+
 def heldout_bound(run: Run, state) -> dict:
   """Mean eval metrics (the bound `mi`, `loss`) over the test split.
 
@@ -309,7 +320,8 @@ def heldout_bound(run: Run, state) -> dict:
   for i in range(n_batches):
     batch = {"image": images[i * bs:(i + 1) * bs],
              "label": run.test_arrays["label"][i * bs:(i + 1) * bs]}
-    out = run.eval_step(state, batch, jax.random.fold_in(key, i))
+    out = run.eval_step(state, _same_on_all_hosts(run, batch),
+                        jax.random.fold_in(key, i))
     for k, v in out.items():
       if np.size(v) == 1:
         totals[k] = totals.get(k, 0.0) + float(v)
