@@ -83,7 +83,8 @@ def test_make_registry_and_unknown_name():
       "convnet": dict(channels=2, out_dim=2),
       "realnvp": dict(dim=4, num_couplings=1, hidden=(3,)),
       "resmlp": dict(dim=4, num_layers=1),
-      "resnet": dict(stage_sizes=(1,), widths=(2,), norm="group"),
+      "resnet": dict(in_channels=1, stage_sizes=(1,), widths=(2,),
+                     norm="group"),
   }
   classes = {"mlp": encoders.MLP, "convnet": encoders.ConvNet,
              "realnvp": encoders.RealNVP, "resmlp": encoders.ResMLP,
@@ -93,6 +94,10 @@ def test_make_registry_and_unknown_name():
     enc = nnx.eval_shape(
         lambda: encoders.make(name, rngs=nnx.Rngs(0), **kw))  # noqa: B023
     assert isinstance(enc, classes[name])
+    x = jax.ShapeDtypeStruct((2, 2, 2, 1) if name in ("convnet", "resnet")
+                             else (2, 4), jnp.float32)
+    z = jax.eval_shape(lambda m, x: m(x), enc, x)
+    assert z.shape == (2, enc.out_dim), name
   with pytest.raises(ValueError, match="known encoders"):
     encoders.make("nope", rngs=nnx.Rngs(0))
 

@@ -1,5 +1,6 @@
 """Encoders: Flax NNX modules mapping a view to a representation, `enc(x) -> z`.
 
+Every encoder has an int attribute `out_dim`, the size of `z` per example.
 Public classes are re-exported here; `make(name, *, rngs, **kwargs)` builds one
 by name from `_REGISTRY`. To add an encoder, import its class below and add
 one entry to `_REGISTRY`.

@@ -46,6 +46,7 @@ class ConvNet(nnx.Module):
             f"{in_channels}, got {image_shape}.")
     self.image_shape = image_shape
     self.in_channels = in_channels
+    self.out_dim = out_dim
     self.activation = activation
     conv_kwargs = dict(kernel_size=(kernel_size, kernel_size), strides=2,
                        padding="SAME", dtype=dtype, param_dtype=param_dtype,

@@ -95,6 +95,7 @@ class RealNVP(nnx.Module):
     if dim < 2:
       raise ValueError(f"RealNVP needs dim >= 2, got {dim}.")
     self.dim = dim
+    self.out_dim = dim
     self.num_masked = dim // 2
     self.coupling = coupling
     out_dim = dim - self.num_masked

@@ -40,6 +40,7 @@ class ResMLP(nnx.Module):
       rngs: nnx.Rngs,
   ):
     self.dim = dim
+    self.out_dim = dim
     self.activation = activation
     init = jax.nn.initializers.truncated_normal(stddev=init_std)
     self.layers = nnx.List([

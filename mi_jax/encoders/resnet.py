@@ -99,6 +99,7 @@ class ResNet(nnx.Module):
         channels = width
     self.blocks = nnx.List(blocks)
     self.features_dim = channels
+    self.out_dim = out_dim if out_dim is not None else channels
     self.head = (nnx.Linear(channels, out_dim, **kw) if out_dim is not None
                  else nnx.data(None))
 
