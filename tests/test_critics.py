@@ -42,16 +42,15 @@ def test_bilinear_matches_numpy():
 
 def test_separable_matches_numpy_and_is_configurable():
   za, zb = inputs(1)
-  critic = critics.make("separable", DA, DB, hidden=(6, 5), out_dim=4,
+  critic = critics.make("separable", DA, DB, hidden=(6, 5), out=4,
                         activation="tanh", rngs=nnx.Rngs(1))
   assert len(critic.g.layers) == 3
   got = jit_call(critic, za, zb)
   g = np_mlp(critic.g.layers, za.astype(np.float64), np.tanh)
   h = np_mlp(critic.h.layers, zb.astype(np.float64), np.tanh)
   np.testing.assert_allclose(got, g @ h.T, rtol=1e-5, atol=1e-6)
-  two = critics.make("separable", DA, DB, hidden=8, layers=2, out=3,
-                     rngs=nnx.Rngs(0))
-  assert two(za, zb).shape == (B, C) and two.g.layers[-1].kernel.shape == (8, 3)
+  assert critic.g.layers[-1].kernel.shape == (5, 4)
+  assert critics._hidden(8, 2) == (8, 8)   # hidden=8, layers=2
 
 
 @pytest.mark.parametrize("cosine", [False, True])
@@ -76,7 +75,9 @@ def test_concat_mlp_pairs_equal_mlp_on_concatenation():
   want = np_mlp(critic.mlp.layers, pairs.astype(np.float64)).reshape(B, C)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
   # Pair (i, j) is the MLP on concat(a_i, b_j), one pair at a time.
-  one = critic.mlp(jnp.concatenate([za[2], zb[5]])[None])[0, 0]
+  graphdef, state = nnx.split(critic.mlp)
+  one = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x))(
+      state, np.concatenate([za[2], zb[5]])[None])[0, 0]
   np.testing.assert_allclose(got[2, 5], one, rtol=1e-5, atol=1e-6)
 
 
@@ -84,11 +85,19 @@ def test_gradients_flow_and_bfloat16_inputs_give_float32():
   za, zb = inputs(4)
   for name in ("bilinear", "separable", "concat"):
     critic = critics.make(name, DA, DB, rngs=nnx.Rngs(0))
-    grads = nnx.grad(lambda c: jnp.sum(c(za, zb) ** 2))(critic)
+    graphdef, params = nnx.split(critic)
+
+    @jax.jit
+    def run(p, a, b):
+      loss = lambda p: jnp.sum(nnx.merge(graphdef, p)(a, b) ** 2)
+      out16 = nnx.merge(graphdef, p)(a.astype(jnp.bfloat16),
+                                     b.astype(jnp.bfloat16))
+      return jax.grad(loss)(p), out16
+
+    grads, out16 = run(params, za, zb)
     norms = [float(jnp.sum(x**2)) for x in jax.tree.leaves(grads)]
     assert all(np.isfinite(norms)) and sum(norms) > 0, name
-    out = critic(jnp.asarray(za, jnp.bfloat16), jnp.asarray(zb, jnp.bfloat16))
-    assert out.dtype == jnp.float32, name
+    assert out16.dtype == jnp.float32, name
 
 
 def test_make_errors():
