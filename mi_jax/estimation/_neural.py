@@ -102,18 +102,19 @@ _FLAG_ADVICE = {
 # Compiled pieces.
 
 
-def batch_indices(key, n: int, steps: int, batch_size: int):
+def batch_indices(rng: np.random.Generator, n: int, steps: int,
+                  batch_size: int) -> np.ndarray:
   """`[steps, batch_size]` int32 indices: epochs of random permutations of n.
 
   Each row has no repeated index (a repeated sample would be a positive pair
-  counted as a negative).
+  counted as a negative). Made on the host with NumPy: a sort inside the
+  compiled step would triple its compile time.
   """
   per_perm = n // batch_size
   n_perms = -(-steps // per_perm)
-  perms = jax.vmap(lambda k: jax.random.permutation(k, n))(
-      jax.random.split(key, n_perms))
-  idx = perms[:, :per_perm * batch_size].reshape(n_perms * per_perm, batch_size)
-  return idx[:steps].astype(jnp.int32)
+  idx = np.stack([rng.permutation(n)[:per_perm * batch_size]
+                  for _ in range(n_perms)]).reshape(-1, batch_size)
+  return idx[:steps].astype(np.int32)
 
 
 def make_train_step(graphdef, tx, objective, sample_fn):
@@ -177,22 +178,34 @@ def _freeze(options):
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled(bound, bound_options, critic, critic_options, dim_x, dim_y,
-              batch_size, chunk, lr, n_train):
-  """Jitted (train_chunk, readout) for one configuration; cached across calls."""
-  objective = _objective.make_objective(bound, dict(bound_options))
-  template = _make_critic(critic, dim_x, dim_y, 0, dict(critic_options))
-  graphdef, _, _ = nnx.split(template, nnx.Param, ...)
-  tx = optax.adam(lr)
+def _compiled(bound, bound_options, critic, critic_options, dim_x, dim_y):
+  """(objective, init, train_chunk, readout) for one configuration, jitted.
 
-  def train_chunk(carry, x_train, y_train, key):
-    idx_SxB = batch_indices(key, n_train, chunk, batch_size)
+  Cached across calls, so repeated estimates with one configuration compile
+  once (per data shape). `init(key) -> carry` builds the critic under jit:
+  eager initialisation would compile every initializer op separately.
+  """
+  objective = _objective.make_objective(bound, dict(bound_options))
+  template = nnx.eval_shape(lambda: _make_critic(
+      critic, dim_x, dim_y, 0, dict(critic_options)))
+  graphdef, _, _ = nnx.split(template, nnx.Param, ...)
+  # The learning rate lives in the optimizer state: no recompile per lr.
+  tx = optax.inject_hyperparams(optax.adam)(learning_rate=1e-3)
+
+  def train_chunk(carry, x_train, y_train, idx_SxB):
     step = make_train_step(graphdef, tx, objective,
                            lambda idx: (x_train[idx], y_train[idx]))
     return jax.lax.scan(step, carry, idx_SxB)
 
+  def init(key, lr):
+    model = _make_critic(critic, dim_x, dim_y, key, dict(critic_options))
+    _, params, rest = nnx.split(model, nnx.Param, ...)
+    opt_state = tx.init(params)
+    opt_state.hyperparams["learning_rate"] = jnp.asarray(lr, jnp.float32)
+    return params, rest, opt_state, objective.init_state
+
   readout = make_readout(graphdef, objective)
-  return objective, tx, jax.jit(train_chunk), jax.jit(readout)
+  return (objective, jax.jit(init), jax.jit(train_chunk), jax.jit(readout))
 
 
 # ----------------------------------------------------------------------------
@@ -341,18 +354,14 @@ def estimate(x, y, *, bound: str = "smile", critic: str = "separable",
   n_chunks = -(-steps // eval_every)
   chunk = -(-steps // n_chunks)
   config = (bound, _freeze(bound_options), critic, _freeze(critic_options),
-            dim_x, dim_y, batch_size, chunk, float(lr), n_train)
+            dim_x, dim_y)
   try:
     hash(config)
     build = _compiled  # cached: repeated calls skip compilation
   except TypeError:  # unhashable options: build (and compile) afresh
     build = _compiled.__wrapped__
-  objective, tx, train_chunk, readout = build(*config)
-
-  model = _make_critic(critic, dim_x, dim_y, seed, dict(critic_options or {}))
-  _, params, rest = nnx.split(model, nnx.Param, ...)
-  carry = (params, rest, tx.init(params), objective.init_state)
-  key = jax.random.key(seed)
+  objective, init, train_chunk, readout = build(*config)
+  carry = init(jax.random.key(seed), lr)
 
   flags = []
   curve_steps, curve_train, curve_valid = [], [], []
@@ -360,8 +369,8 @@ def estimate(x, y, *, bound: str = "smile", critic: str = "separable",
   stopped_early = False
   done = 0
   for c in range(n_chunks):
-    key, sub = jax.random.split(key)
-    new_carry, train_values = train_chunk(carry, x_train, y_train, sub)
+    idx_SxB = batch_indices(rng, n_train, chunk, batch_size)
+    new_carry, train_values = train_chunk(carry, x_train, y_train, idx_SxB)
     valid_M = np.asarray(readout(new_carry[0], new_carry[1], *valid))
     train_values = np.asarray(train_values)
     if not (np.isfinite(train_values).all() and np.isfinite(valid_M).all()):
