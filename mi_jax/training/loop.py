@@ -442,6 +442,28 @@ def _non_finite_message(step: int, config, last_good: int | None) -> str:
       "clipping (--config.grad_clip=1.0).")
 
 
+def _flatten(d: dict, prefix: str = "") -> dict:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flatten(v, f"{prefix}{k}."))
+    else:
+      out[prefix + k] = list(v) if isinstance(v, tuple) else v
+  return out
+
+
+def _warn_config_changes(config, workdir: str) -> None:
+  """Logs the fields that differ from the workdir's saved config, if any."""
+  if not os.path.isfile(os.path.join(workdir, config_lib.CONFIG_FILENAME)):
+    return
+  old = _flatten(config_lib.load_saved_config(workdir).to_dict())
+  new = _flatten(json.loads(config.to_json()))
+  changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+  if changed:
+    _log(f"note: config differs from {workdir}/config.json in: "
+         f"{', '.join(f'{k} ({old.get(k)!r} -> {new.get(k)!r})' for k in changed)}")
+
+
 def train(config: ml_collections.ConfigDict, workdir: str, *,
           stop_after_step: int | None = None,
           final_eval: bool = True) -> dict:
@@ -469,9 +491,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   """
   workdir = os.path.abspath(workdir)
   is_main = jax.process_index() == 0
+  run = build_run(config)  # Bad configs fail here, before touching workdir.
   if is_main:
+    _warn_config_changes(config, workdir)
     config_lib.save_config(config, workdir)
-  run = build_run(config)
   iterator = _make_iterator(run)
   ckpt = checkpoint_lib.Checkpointer(
       os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints,
