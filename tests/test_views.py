@@ -136,15 +136,17 @@ def test_make_views_registry():
   key = jax.random.key(0)
   v1, v2 = jax.jit(views.make_views("top_bottom", flatten=True))(pixels, key)
   np.testing.assert_array_equal(v1, np.asarray(pixels).reshape(4, -1)[:, :392])
-  v1, v2 = views.make_views("left_right")(pixels, key)
-  assert v1.shape == (4, 28, 14, 1)
-  v1, v2 = views.make_views("crops", size=20)(pixels, key)
-  assert v1.shape == v2.shape == (4, 20, 20, 1)
-  rgb = _images((2, 8, 8, 3))
-  v1, v2 = views.make_views("lab")(rgb, key)
-  assert v1.shape == (2, 8, 8, 1) and v2.shape == (2, 8, 8, 2)
-  v1, v2 = views.make_views("top_bottom", noise_std=0.05, flatten=True)(
-      pixels, key)
+  shapes = lambda fn, x: [v.shape for v in jax.eval_shape(fn, x, key)]
+  assert shapes(views.make_views("left_right"), pixels) == [
+      (4, 28, 14, 1)] * 2
+  assert shapes(views.make_views("crops", size=20), pixels) == [
+      (4, 20, 20, 1)] * 2
+  assert shapes(views.make_views("lab"), _images((2, 8, 8, 3))) == [
+      (2, 8, 8, 1), (2, 8, 8, 2)]
+  assert shapes(views.make_views("channels", split=2),
+                _images((2, 8, 8, 3))) == [(2, 8, 8, 2), (2, 8, 8, 1)]
+  v1, v2 = jax.jit(views.make_views("top_bottom", noise_std=0.05,
+                                    flatten=True))(pixels, key)
   noise1 = v1 - np.asarray(pixels).reshape(4, -1)[:, :392]
   noise2 = v2 - np.asarray(pixels).reshape(4, -1)[:, 392:]
   assert 0.03 < float(jnp.std(noise1)) < 0.07
@@ -159,10 +161,15 @@ def test_make_views_vmaps_over_seed_keys():
   pixels = _images((4, 8, 8, 1))
   fn = views.make_views("crops", size=5, noise_std=0.1)
   keys = jax.random.split(jax.random.key(0), 3)
-  v1_S, v2_S = jax.jit(jax.vmap(fn, in_axes=(None, 0)))(pixels, keys)
+
+  @jax.jit
+  def run(pixels, keys):
+    vmapped = jax.vmap(fn, in_axes=(None, 0))(pixels, keys)
+    return vmapped, [fn(pixels, keys[s]) for s in range(3)]
+
+  (v1_S, v2_S), singles = run(pixels, keys)
   assert v1_S.shape == v2_S.shape == (3, 4, 5, 5, 1)
-  for s in range(3):
-    v1, v2 = fn(pixels, keys[s])
+  for s, (v1, v2) in enumerate(singles):
     np.testing.assert_allclose(v1_S[s], v1, atol=1e-6)
     np.testing.assert_allclose(v2_S[s], v2, atol=1e-6)
   assert not np.allclose(v1_S[0], v1_S[1])
