@@ -94,7 +94,7 @@ def test_grad_reverse_is_identity_forward_negated_backward():
   np.testing.assert_allclose(g, -2 * x)
 
 
-def _prior_setup(gamma=1.0):
+def _prior_setup(gamma=1.0, prior_encoder_loss="minimax"):
   enc = _tiny_encoder()
   model = dim.DIMModel(enc, prior_disc=dim.PriorDiscriminator(
       enc.code_dim, hidden_dims=(16, 8), rngs=nnx.Rngs(2)))
@@ -102,7 +102,8 @@ def _prior_setup(gamma=1.0):
   images = jax.random.uniform(jax.random.key(3), (16, 16, 16, 1))
   batch = {"image": images, "label": jnp.zeros((16,), jnp.int32)}
   loss_fn = dim.make_dim_loss(estimator=lambda s, mask=None: 0.0,
-                              alpha=0.0, beta=0.0, gamma=gamma)
+                              alpha=0.0, beta=0.0, gamma=gamma,
+                              prior_encoder_loss=prior_encoder_loss)
   key = jax.random.key(4)
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
 
@@ -157,6 +158,24 @@ def test_prior_term_is_a_min_max():
   assert float(d_hat_of(step(g_enc, lr_enc))) < d0    # encoder fools D
 
 
+def test_prior_non_saturating_signs():
+  """Non-saturating variant: D still ascends D_hat; the encoder's step raises
+  D's logit on codes, i.e. lowers D_hat."""
+  gamma = 0.5
+  params, loss_of, d_hat_of, _ = _prior_setup(gamma, "non_saturating")
+  loss_of, d_hat_of = jax.jit(loss_of), jax.jit(d_hat_of)
+  grads = jax.jit(jax.grad(loss_of))(params)
+  d_grads = jax.jit(jax.grad(d_hat_of))(params)
+  g_enc, g_disc = _split_enc_disc(grads)
+  _, dg_disc = _split_enc_disc(d_grads)
+  for a, b in zip(jax.tree.leaves(g_disc), jax.tree.leaves(dg_disc)):
+    np.testing.assert_allclose(a, -gamma * b, rtol=1e-4, atol=1e-7)
+  d0 = float(d_hat_of(params))
+  step = jax.tree.map(lambda p, g: p - 1e-2 / optax_norm(g_enc) * g,
+                      params, g_enc)
+  assert float(d_hat_of(step)) < d0
+
+
 def optax_norm(tree):
   return float(jnp.sqrt(sum(jnp.sum(x ** 2) for x in jax.tree.leaves(tree))))
 
@@ -165,3 +184,105 @@ def test_prior_objective_value_at_chance():
   zeros = jnp.zeros((5,))
   np.testing.assert_allclose(dim.prior_objective(zeros, zeros),
                              -2 * np.log(2), rtol=1e-6)
+
+
+def test_local_bounds_are_means_over_locations():
+  """I(scores_BMxB, mask) = mean_m I(S_m) with S_m[b, j] = scores[(b, m), j]."""
+  from mi_jax import bounds
+  b, m = 4, 3
+  scores_BMxB = jax.random.normal(jax.random.key(5), (b * m, b)) * 2.0
+  mask_BMxB = dim.local_positive_mask(b, m)
+  per_loc_MxBxB = scores_BMxB.reshape(b, m, b).transpose(1, 0, 2)
+  for name in ("infonce", "jsd"):
+    fn = bounds.get(name)
+    pooled = fn(scores_BMxB, mask=mask_BMxB)
+    per_location = jnp.mean(jax.vmap(fn)(per_loc_MxBxB))
+    np.testing.assert_allclose(pooled, per_location, rtol=1e-5, err_msg=name)
+  assert dim.resolve_estimator("nce") is bounds.infonce
+
+
+def test_full_objective_train_step_all_terms():
+  """alpha, beta, gamma > 0: one library train step, all terms finite."""
+  from mi_jax.training import init_train_state, make_train_step
+  import optax
+  enc = _tiny_encoder()
+  model = dim.make_dim_model(
+      enc, rngs=nnx.Rngs(1), local_shape=(4, 4, 16), alpha=0.5, beta=1.0,
+      gamma=0.1, local_embed_dim=8, local_hidden_dim=8,
+      global_conv_channels=(8, 4), global_hidden_dims=(8,),
+      prior_hidden_dims=(8,))
+  tx = optax.adam(1e-3)
+  graphdef, state = init_train_state(model, tx)
+  loss_fn = dim.make_dim_loss(estimator="jsd", alpha=0.5, beta=1.0, gamma=0.1)
+  step = jax.jit(make_train_step(graphdef, tx, loss_fn))
+  batch = {"image": jax.random.uniform(jax.random.key(6), (8, 16, 16, 1)),
+           "label": jnp.zeros((8,), jnp.int32)}
+  new_state, metrics = step(state, batch, jax.random.key(7))
+  for k in ("loss", "mi_local", "mi_global", "prior_d", "prior_acc"):
+    assert np.isfinite(float(metrics[k])), k
+  assert bool(metrics["finite"]) and int(new_state.step) == 1
+  glob = nnx.merge(graphdef, state.params, state.rest).global_critic
+  local_BxHxWxC = jnp.ones((8, 4, 4, 16))
+  assert glob(local_BxHxWxC, jnp.ones((8, 6))).shape == (8, 8)
+
+
+def _load_runner():
+  import importlib.util
+  import pathlib
+  path = pathlib.Path(__file__).parents[1] / "experiments" / "dim" / "train_dim.py"
+  spec = importlib.util.spec_from_file_location("dim_runner", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_dim_local_beats_random_encoder_on_mnist5k():
+  """DIM(L) (alpha=0, beta=1, gamma=0.1, InfoNCE), 200 steps of a small encoder
+  (conv 16-32-64, fc 128, Y 64) on the embedded MNIST-5k: the linear probe on
+  Y beats the same probe on a randomly initialised encoder (BatchNorm
+  statistics calibrated on the data) by a clear margin.
+
+  Measured with these settings: DIM(L) 0.824 vs random 0.733 (+9.1 points);
+  the full mnist5k config (1,500 steps) gives more, see docs/dim.md.
+  """
+  runner = _load_runner()
+  from mi_jax.training import config as config_lib
+  config = config_lib.load_config("experiments/configs/dim_mnist5k.py")
+  config_lib.apply_overrides(config, [
+      "--config.steps=200", "--config.log_every=200", "--config.use_mesh=false",
+      "--config.encoder.kwargs.channels=(16, 32, 64)",
+      "--config.encoder.kwargs.fc_dim=128",
+      "--config.critic.local_embed_dim=64", "--config.critic.local_hidden_dim=64",
+      "--config.critic.local_score_scale=0.125",
+      "--config.critic.prior_hidden_dims=(64, 32)"])
+  run = runner.build_run(config)
+  state, history = runner.train(run, log=lambda _: None)
+  assert history[-1]["mi_local"] > 0.3  # the local bound was maximised
+  tr, te = runner.load_probe_arrays(config)
+  kw = dict(layers=("y",), probes=("linear",))
+  dim_acc = runner.probe_all(run, state, tr, te, **kw)["linear/y"]
+  rnd = runner.calibrated_random_state(run, tr["image"], seed=1000)
+  rnd_acc = runner.probe_all(run, rnd, tr, te, **kw)["linear/y"]
+  print(f"linear probe on Y: DIM(L) {dim_acc:.3f}, random {rnd_acc:.3f}")
+  assert dim_acc > rnd_acc + 0.05, (dim_acc, rnd_acc)
+
+
+@pytest.mark.parametrize("path, local", [
+    ("experiments/configs/dim_cifar10.py", (8, 8, 128)),
+    ("experiments/configs/dim_cifar100.py:jsd", (8, 8, 128)),
+    ("experiments/configs/dim_stl10.py", (8, 8, 256)),
+])
+def test_paper_configs_build_the_paper_model(path, local):
+  runner = _load_runner()
+  from mi_jax.training import config as config_lib
+  config = config_lib.load_config(path)
+  assert (config.objective.alpha, config.objective.beta,
+          config.objective.gamma) == (0.0, 1.0, 0.1)
+  assert config.batch_size == 64 and config.lr == 1e-4
+  model = nnx.eval_shape(lambda: runner.build_model(config, seed=0))
+  assert model.global_critic is None and model.prior_disc is not None
+  size = config.crop_size or config.encoder.kwargs.image_size
+  feats = nnx.eval_shape(lambda m, x: m.encode(x), model.encoder,
+                         jax.ShapeDtypeStruct((2, size, size, 3), jnp.float32))
+  assert feats["local"].shape == (2, *local)
+  assert feats["fc"].shape == (2, 1024) and feats["y"].shape == (2, 64)

@@ -28,14 +28,16 @@ def get_config() -> ml_collections.ConfigDict:
   c.probe_test_split = "test"
   c.crop_size = config_dict.placeholder(int)  # random crops (STL-10: 64)
   c.flip = False
+  c.streaming = False  # True: read train_split by random access (large sets)
 
   c.encoder = ml_collections.ConfigDict(dict(name="dim_conv", kwargs=dict(
       channels=(32, 64, 128), fc_dim=256, code_dim=64, local_layer=1,
       image_size=28)))
   c.objective = ml_collections.ConfigDict(dict(
-      estimator="infonce", alpha=0.0, beta=1.0, gamma=0.1))
+      estimator="infonce", alpha=0.0, beta=1.0, gamma=0.1,
+      prior_encoder_loss="minimax"))  # or "non_saturating"
   c.critic = ml_collections.ConfigDict(dict(
-      local_embed_dim=256, local_hidden_dim=256,
+      local_embed_dim=256, local_hidden_dim=256, local_score_scale=1.0,
       global_conv_channels=(64, 32), global_hidden_dims=(256, 256),
       prior_hidden_dims=(256, 64)))
 

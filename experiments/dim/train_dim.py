@@ -73,6 +73,7 @@ def build_model(config, *, seed: int) -> dim.DIMModel:
       encoder, rngs=rngs, local_shape=tuple(local_shape),
       alpha=obj.alpha, beta=obj.beta, gamma=obj.gamma,
       local_embed_dim=cr.local_embed_dim, local_hidden_dim=cr.local_hidden_dim,
+      local_score_scale=cr.get("local_score_scale", 1.0),
       global_conv_channels=tuple(cr.global_conv_channels),
       global_hidden_dims=tuple(cr.global_hidden_dims),
       prior_hidden_dims=tuple(cr.prior_hidden_dims))
@@ -107,7 +108,8 @@ def build_run(config, train_data=None) -> Run:
   obj = config.objective
   loss_fn = dim.make_dim_loss(
       estimator=obj.estimator, alpha=obj.alpha, beta=obj.beta,
-      gamma=obj.gamma, crop_size=config.crop_size, flip=config.flip)
+      gamma=obj.gamma, crop_size=config.crop_size, flip=config.flip,
+      prior_encoder_loss=obj.get("prior_encoder_loss", "minimax"))
   plain_step = make_train_step(graphdef, tx, loss_fn)
 
   def step(state, batch, base_key):

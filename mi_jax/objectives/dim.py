@@ -93,12 +93,16 @@ class LocalCritic(nnx.Module):
 
     l(C) = conv1x1(relu(conv1x1(C))) + conv1x1_skip(C)     per location
     g(Y) = linear(relu(linear(Y))) + linear_skip(Y)
-    score((b, m), j) = l(C(x_b))_m . g(y_j)
+    score((b, m), j) = score_scale * l(C(x_b))_m . g(y_j)
+
+  `score_scale` is 1 in the paper; 1 / sqrt(embed_dim) (a scaled dot product,
+  as in AMDIM, Bachman et al. 2019) keeps initial scores O(1).
   """
 
   def __init__(self, local_channels: int, code_dim: int, *,
                embed_dim: int = 2048, hidden_dim: int = 2048,
-               rngs: nnx.Rngs):
+               score_scale: float = 1.0, rngs: nnx.Rngs):
+    self.score_scale = score_scale
     conv = functools.partial(nnx.Conv, kernel_size=(1, 1), rngs=rngs)
     self.l_hidden = conv(local_channels, hidden_dim)
     self.l_out = conv(hidden_dim, embed_dim)
@@ -120,7 +124,9 @@ class LocalCritic(nnx.Module):
 
   def __call__(self, local_BxHxWxC: jax.Array, y_BxD: jax.Array):
     """Returns (scores_BMxB, mask_BMxB), see `local_scores`."""
-    return local_scores(self.embed_local(local_BxHxWxC), self.embed_global(y_BxD))
+    scores_BMxB, mask_BMxB = local_scores(self.embed_local(local_BxHxWxC),
+                                          self.embed_global(y_BxD))
+    return self.score_scale * scores_BMxB, mask_BMxB
 
 
 class GlobalCritic(nnx.Module):
@@ -144,8 +150,8 @@ class GlobalCritic(nnx.Module):
         h, w = h - 2, w - 2
       c = c_out
     self.convs = nnx.List(convs)
-    self.pair_mlp = critics.make("concat_mlp", h * w * c, code_dim,
-                                 hidden_dims=tuple(hidden_dims), rngs=rngs)
+    self.pair_mlp = critics.make("concat", h * w * c, code_dim,
+                                 hidden=tuple(hidden_dims), rngs=rngs)
 
   def __call__(self, local_BxHxWxC: jax.Array, y_BxD: jax.Array) -> jax.Array:
     h_BxHxWxC = local_BxHxWxC
@@ -212,6 +218,7 @@ def make_dim_model(encoder: nnx.Module, *, rngs: nnx.Rngs,
                    local_shape: tuple[int, int, int],
                    alpha: float = 0.0, beta: float = 1.0, gamma: float = 0.1,
                    local_embed_dim: int = 2048, local_hidden_dim: int = 2048,
+                   local_score_scale: float = 1.0,
                    global_conv_channels: tuple[int, ...] = (64, 32),
                    global_hidden_dims: tuple[int, ...] = (512, 512),
                    prior_hidden_dims: tuple[int, ...] = (1000, 200)) -> DIMModel:
@@ -224,7 +231,8 @@ def make_dim_model(encoder: nnx.Module, *, rngs: nnx.Rngs,
   """
   code_dim = encoder.code_dim
   local = (LocalCritic(local_shape[-1], code_dim, embed_dim=local_embed_dim,
-                       hidden_dim=local_hidden_dim, rngs=rngs)
+                       hidden_dim=local_hidden_dim,
+                       score_scale=local_score_scale, rngs=rngs)
            if beta else None)
   glob = (GlobalCritic(tuple(local_shape), code_dim,
                        conv_channels=tuple(global_conv_channels),
@@ -263,7 +271,8 @@ def center_crop(images_BxHxWxC: jax.Array, crop_size: Optional[int]):
 def dim_loss(model: DIMModel, batch: dict, key: jax.Array, *,
              estimator: Union[str, Callable] = "jsd",
              alpha: float = 0.0, beta: float = 1.0, gamma: float = 0.1,
-             crop_size: Optional[int] = None, flip: bool = False):
+             crop_size: Optional[int] = None, flip: bool = False,
+             prior_encoder_loss: str = "minimax"):
   """DIM loss: -(alpha I_G + beta I_L) - gamma D_hat(prior, grad_reverse(code)).
 
     I_G = bound(T_G(C(x_i), y_j))              scores_BxB, diagonal positives
@@ -271,7 +280,12 @@ def dim_loss(model: DIMModel, batch: dict, key: jax.Array, *,
     D_hat = E_U[0,1]^d log D(v) + E_x log(1 - D(sigmoid(y)))
 
   With `grad_reverse` on sigmoid(y), one descent step on this loss raises
-  D_hat through D's weights and lowers it through the encoder's.
+  D_hat through D's weights and lowers it through the encoder's
+  (`prior_encoder_loss="minimax"`, the game of the paper's eq. 7).
+  `prior_encoder_loss="non_saturating"` keeps D's objective but gives the
+  encoder -E_x log D(sigmoid(y)) instead of E_x log(1 - D(sigmoid(y)))
+  (Goodfellow et al. 2014: same fixed point, no vanishing gradient while D
+  wins); D's weights are frozen (stop_gradient) in that term.
 
   Returns:
     (loss, metrics) with metrics `mi_local`, `mi_global`, `prior_d` (D_hat) and
@@ -297,9 +311,20 @@ def dim_loss(model: DIMModel, batch: dict, key: jax.Array, *,
     code_BxD = jax.nn.sigmoid(y_BxD.astype(jnp.float32))
     prior_BxD = jax.random.uniform(key_prior, code_BxD.shape, jnp.float32)
     d_prior_B = model.prior_disc(prior_BxD)
-    d_code_B = model.prior_disc(grad_reverse(code_BxD))
-    d_hat = prior_objective(d_prior_B, d_code_B)
-    loss -= gamma * d_hat
+    if prior_encoder_loss == "minimax":
+      d_code_B = model.prior_disc(grad_reverse(code_BxD))
+      d_hat = prior_objective(d_prior_B, d_code_B)
+      loss -= gamma * d_hat
+    elif prior_encoder_loss == "non_saturating":
+      d_code_B = model.prior_disc(jax.lax.stop_gradient(code_BxD))
+      d_hat = prior_objective(d_prior_B, d_code_B)
+      graphdef, disc_state = nnx.split(model.prior_disc)
+      frozen = nnx.merge(graphdef, jax.lax.stop_gradient(disc_state))
+      enc_term = jnp.mean(jax.nn.softplus(-frozen(code_BxD)))  # -E log D
+      loss += gamma * (enc_term - d_hat)
+    else:
+      raise ValueError("prior_encoder_loss must be 'minimax' or "
+                       f"'non_saturating', got {prior_encoder_loss!r}")
     metrics["prior_d"] = d_hat
     metrics["prior_acc"] = 0.5 * (jnp.mean(d_prior_B > 0)
                                   + jnp.mean(d_code_B < 0))
@@ -308,11 +333,13 @@ def dim_loss(model: DIMModel, batch: dict, key: jax.Array, *,
 
 def make_dim_loss(*, estimator: Union[str, Callable] = "jsd",
                   alpha: float = 0.0, beta: float = 1.0, gamma: float = 0.1,
-                  crop_size: Optional[int] = None, flip: bool = False):
+                  crop_size: Optional[int] = None, flip: bool = False,
+                  prior_encoder_loss: str = "minimax"):
   """Returns `loss_fn(model, batch, key)`: `dim_loss` with its options bound.
 
   A string estimator is resolved here, so a wrong name fails early.
   """
   return functools.partial(
       dim_loss, estimator=resolve_estimator(estimator), alpha=alpha,
-      beta=beta, gamma=gamma, crop_size=crop_size, flip=flip)
+      beta=beta, gamma=gamma, crop_size=crop_size, flip=flip,
+      prior_encoder_loss=prior_encoder_loss)
