@@ -91,6 +91,19 @@ def _cli_main(argv):
   return args.func(args, extra)
 
 
+def test_mesh_run_resumes_bitwise(tmp_path):
+  assert jax.device_count() == 8
+  mesh = ("--config.use_mesh=true", "--config.steps=4",
+          "--config.checkpoint_every=2", "--config.eval_every=4")
+  full = loop.train(_config(*mesh), str(tmp_path / "a"), final_eval=False)
+  leaf = jax.tree.leaves(full["state"].params)[0]
+  assert len(leaf.sharding.device_set) == 8  # Replicated over the mesh.
+  loop.train(_config(*mesh), str(tmp_path / "b"), stop_after_step=2,
+             final_eval=False)
+  resumed = loop.train(_config(*mesh), str(tmp_path / "b"), final_eval=False)
+  _assert_same_params(full["state"], resumed["state"])
+
+
 def test_eval_cli_prints_probe(full_run, capsys):
   workdir, summary = full_run
   assert _cli_main(["eval", workdir]) == 0
@@ -128,7 +141,7 @@ def _cli_cmd(workdir, *extra):
           *_SMALL, *extra]
 
 
-def test_sigterm_saves_and_resume_matches(tmp_path):
+def test_sigterm_saves_and_resume_matches(full_run, tmp_path):
   workdir = str(tmp_path / "sig")
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
              JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
@@ -152,10 +165,15 @@ def test_sigterm_saves_and_resume_matches(tmp_path):
   stopped_at = ckpt.latest_step()
   ckpt.close()
   assert stopped_at is not None and stopped_at >= 3
-  final = stopped_at + 2
+  # Resume to the uninterrupted 12-step run of `full_run` (same parameters
+  # and data order; only loop settings differ), or past the stop if later.
+  final = 12 if stopped_at < 12 else stopped_at + 2
   resumed = loop.train(_config(f"--config.steps={final}"), workdir,
                        final_eval=False)
   assert resumed["step"] == final
-  reference = loop.train(_config(f"--config.steps={final}"),
-                         str(tmp_path / "ref"), final_eval=False)
+  if final == 12:
+    reference = full_run[1]
+  else:
+    reference = loop.train(_config(f"--config.steps={final}"),
+                           str(tmp_path / "ref"), final_eval=False)
   _assert_same_params(reference["state"], resumed["state"])
