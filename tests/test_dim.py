@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 
@@ -71,8 +72,8 @@ def _reference_local_scores(critic, local_BxHxWxC, y_BxD):
 
 
 def test_local_scores_and_mask_match_loop_reference():
-  b, h, w, c, d = 3, 2, 3, 4, 5
-  critic = dim.LocalCritic(c, d, embed_dim=7, hidden_dim=6, rngs=nnx.Rngs(1))
+  b, h, w, c, d = 3, 2, 3, 16, 6  # c, d, widths as in the tests below
+  critic = dim.LocalCritic(c, d, embed_dim=8, hidden_dim=8, rngs=nnx.Rngs(1))
   k1, k2 = jax.random.split(jax.random.key(0))
   local_BxHxWxC = jax.random.normal(k1, (b, h, w, c))
   y_BxD = jax.random.normal(k2, (b, d))
@@ -94,7 +95,20 @@ def test_grad_reverse_is_identity_forward_negated_backward():
   np.testing.assert_allclose(g, -2 * x)
 
 
-def _prior_setup(gamma=1.0, prior_encoder_loss="minimax"):
+def _split_enc_disc(tree):
+  """(tree with D's leaves zeroed, tree with the encoder's leaves zeroed)."""
+  enc = jax.tree.map(lambda x: x, tree)
+  disc = jax.tree.map(lambda x: x, tree)
+  zero = lambda t: jax.tree.map(jnp.zeros_like, t)
+  enc["prior_disc"] = zero(enc["prior_disc"])
+  disc["encoder"] = zero(disc["encoder"])
+  return enc, disc
+
+
+def _prior_check(gamma, prior_encoder_loss):
+  """Gradients of the DIM loss (prior term only) and of D_hat, and D_hat after
+  one small descent step on the loss restricted to D or to the encoder; one
+  compiled program."""
   enc = _tiny_encoder()
   model = dim.DIMModel(enc, prior_disc=dim.PriorDiscriminator(
       enc.code_dim, hidden_dims=(16, 8), rngs=nnx.Rngs(2)))
@@ -105,75 +119,59 @@ def _prior_setup(gamma=1.0, prior_encoder_loss="minimax"):
                               alpha=0.0, beta=0.0, gamma=gamma,
                               prior_encoder_loss=prior_encoder_loss)
   key = jax.random.key(4)
+  prior_BxD = jax.random.uniform(jax.random.split(key)[1], (16, enc.code_dim))
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
 
   def loss_of(p):
-    return loss_fn(nnx.merge(graphdef, p, rest), batch, key)[0]
+    return loss_fn(nnx.merge(graphdef, p, rest), batch, key)
 
-  prior_BxD = jax.random.uniform(jax.random.split(key)[1], (16, enc.code_dim))
-
-  def d_hat_of(p):  # D_hat recomputed here without gradient reversal
+  def d_hat_of(p):  # D_hat recomputed here, without gradient reversal
     m = nnx.merge(graphdef, p, rest)
     code_BxD = jax.nn.sigmoid(m.encoder(images)[2])
     return dim.prior_objective(m.prior_disc(prior_BxD), m.prior_disc(code_BxD))
 
-  def metric_of(p):
-    return loss_fn(nnx.merge(graphdef, p, rest), batch, key)[1]["prior_d"]
+  @jax.jit
+  def check(p):
+    grads, metrics = jax.grad(loss_of, has_aux=True)(p)
+    d0, d_grads = jax.value_and_grad(d_hat_of)(p)
+    g_enc, g_disc = _split_enc_disc(grads)
+    dg_enc, dg_disc = _split_enc_disc(d_grads)
+    step = lambda g: jax.tree.map(
+        lambda a, b: a - 1e-2 / optax.global_norm(g) * b, p, g)
+    return dict(g_enc=g_enc, g_disc=g_disc, dg_enc=dg_enc, dg_disc=dg_disc,
+                d0=d0, metric=metrics["prior_d"],
+                d_after_disc_step=d_hat_of(step(g_disc)),
+                d_after_enc_step=d_hat_of(step(g_enc)))
 
-  return params, loss_of, d_hat_of, metric_of
+  return check(params)
 
 
-def _split_enc_disc(tree):
-  enc = jax.tree.map(lambda x: x, tree)
-  disc = jax.tree.map(lambda x: x, tree)
-  zero = lambda t: jax.tree.map(jnp.zeros_like, t)
-  enc["prior_disc"] = zero(enc["prior_disc"])
-  disc["encoder"] = zero(disc["encoder"])
-  return enc, disc
+def _assert_tree_close(a, b):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-7)
 
 
 def test_prior_term_is_a_min_max():
+  """One loss, one descent step: D ascends D_hat, the encoder descends it."""
   gamma = 0.5
-  params, loss_of, d_hat_of, metric_of = _prior_setup(gamma)
-  loss_of, d_hat_of, metric_of = map(jax.jit, (loss_of, d_hat_of, metric_of))
-  grads = jax.jit(jax.grad(loss_of))(params)
-  d_grads = jax.jit(jax.grad(d_hat_of))(params)  # gradient of D_hat, no reversal
-  g_enc, g_disc = _split_enc_disc(grads)
-  dg_enc, dg_disc = _split_enc_disc(d_grads)
+  r = _prior_check(gamma, "minimax")
   # Loss gradient = -gamma dD_hat for D, +gamma dD_hat for the encoder.
-  for a, b in zip(jax.tree.leaves(g_disc), jax.tree.leaves(dg_disc)):
-    np.testing.assert_allclose(a, -gamma * b, rtol=1e-4, atol=1e-7)
-  for a, b in zip(jax.tree.leaves(g_enc), jax.tree.leaves(dg_enc)):
-    np.testing.assert_allclose(a, gamma * b, rtol=1e-4, atol=1e-7)
-  assert optax_norm(g_enc) > 0 and optax_norm(g_disc) > 0
-  # The reported metric is the same D_hat.
-  np.testing.assert_allclose(metric_of(params), d_hat_of(params), rtol=1e-5)
-
-  # Finite steps of gradient descent on the one loss.
-  d0 = float(d_hat_of(params))
-  step = lambda g, lr: jax.tree.map(lambda p, gi: p - lr * gi, params, g)
-  lr_disc = 1e-2 / optax_norm(g_disc)
-  lr_enc = 1e-2 / optax_norm(g_enc)
-  assert float(d_hat_of(step(g_disc, lr_disc))) > d0  # D gets better
-  assert float(d_hat_of(step(g_enc, lr_enc))) < d0    # encoder fools D
+  _assert_tree_close(r["g_disc"], jax.tree.map(lambda x: -gamma * x, r["dg_disc"]))
+  _assert_tree_close(r["g_enc"], jax.tree.map(lambda x: gamma * x, r["dg_enc"]))
+  assert optax_norm(r["g_enc"]) > 0 and optax_norm(r["g_disc"]) > 0
+  np.testing.assert_allclose(r["metric"], r["d0"], rtol=1e-5)  # same D_hat
+  assert r["d_after_disc_step"] > r["d0"]  # D gets better at telling apart
+  assert r["d_after_enc_step"] < r["d0"]   # the encoder fools D
 
 
 def test_prior_non_saturating_signs():
   """Non-saturating variant: D still ascends D_hat; the encoder's step raises
-  D's logit on codes, i.e. lowers D_hat."""
+  D's logit on codes, which lowers D_hat."""
   gamma = 0.5
-  params, loss_of, d_hat_of, _ = _prior_setup(gamma, "non_saturating")
-  loss_of, d_hat_of = jax.jit(loss_of), jax.jit(d_hat_of)
-  grads = jax.jit(jax.grad(loss_of))(params)
-  d_grads = jax.jit(jax.grad(d_hat_of))(params)
-  g_enc, g_disc = _split_enc_disc(grads)
-  _, dg_disc = _split_enc_disc(d_grads)
-  for a, b in zip(jax.tree.leaves(g_disc), jax.tree.leaves(dg_disc)):
-    np.testing.assert_allclose(a, -gamma * b, rtol=1e-4, atol=1e-7)
-  d0 = float(d_hat_of(params))
-  step = jax.tree.map(lambda p, g: p - 1e-2 / optax_norm(g_enc) * g,
-                      params, g_enc)
-  assert float(d_hat_of(step)) < d0
+  r = _prior_check(gamma, "non_saturating")
+  _assert_tree_close(r["g_disc"], jax.tree.map(lambda x: -gamma * x, r["dg_disc"]))
+  assert r["d_after_disc_step"] > r["d0"]
+  assert r["d_after_enc_step"] < r["d0"]
 
 
 def optax_norm(tree):
@@ -210,7 +208,7 @@ def test_full_objective_train_step_all_terms():
       enc, rngs=nnx.Rngs(1), local_shape=(4, 4, 16), alpha=0.5, beta=1.0,
       gamma=0.1, local_embed_dim=8, local_hidden_dim=8,
       global_conv_channels=(8, 4), global_hidden_dims=(8,),
-      prior_hidden_dims=(8,))
+      prior_hidden_dims=(16, 8))
   tx = optax.adam(1e-3)
   graphdef, state = init_train_state(model, tx)
   loss_fn = dim.make_dim_loss(estimator="jsd", alpha=0.5, beta=1.0, gamma=0.1)
@@ -286,3 +284,45 @@ def test_paper_configs_build_the_paper_model(path, local):
                          jax.ShapeDtypeStruct((2, size, size, 3), jnp.float32))
   assert feats["local"].shape == (2, *local)
   assert feats["fc"].shape == (2, 1024) and feats["y"].shape == (2, 64)
+
+
+class _Fixed(nnx.Module):
+  """Stub encoder / local critic returning fixed arrays (for the loss wiring)."""
+
+  def __init__(self, out):
+    self.out = nnx.data(out)
+
+  def __call__(self, *args):
+    return self.out
+
+
+def _nce_reference(scores_BMxB, b, m, direction):
+  """Explicit loops: InfoNCE of DIM(L) for each positive (b, m)."""
+  s = np.asarray(scores_BMxB, np.float64).reshape(b, m, b)
+  terms = []
+  for i in range(b):
+    for k in range(m):
+      pos = s[i, k, i]
+      if direction == "codes":  # same location, other images' codes
+        cands = [s[i, k, j] for j in range(b)]
+      else:  # same code y_i, every location of every other image
+        cands = [pos] + [s[j, kk, i] for j in range(b) if j != i
+                         for kk in range(m)]
+      terms.append(pos - np.log(np.sum(np.exp(cands))) + np.log(len(cands)))
+  return np.mean(terms)
+
+
+@pytest.mark.parametrize("direction", ["locations", "codes"])
+def test_local_infonce_direction_matches_loop_reference(direction):
+  b, m = 3, 4
+  scores_BMxB = jax.random.normal(jax.random.key(8), (b * m, b)) * 3.0
+  model = dim.DIMModel(
+      _Fixed((jnp.zeros((b, 2, 2, 1)), None, jnp.zeros((b, 2)))),
+      local_critic=_Fixed((scores_BMxB, dim.local_positive_mask(b, m))))
+  batch = {"image": jnp.zeros((b, 4, 4, 1)), "label": jnp.zeros((b,), jnp.int32)}
+  loss, metrics = dim.dim_loss(model, batch, jax.random.key(0),
+                               estimator="nce", alpha=0.0, beta=1.0, gamma=0.0,
+                               local_contrast=direction)
+  ref = _nce_reference(scores_BMxB, b, m, direction)
+  np.testing.assert_allclose(metrics["mi_local"], ref, rtol=1e-5)
+  np.testing.assert_allclose(loss, -ref, rtol=1e-5)

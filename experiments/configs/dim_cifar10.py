@@ -37,7 +37,7 @@ def get_config(estimator: str = "infonce") -> ml_collections.ConfigDict:
       image_size=32, in_channels=3)))
   c.objective = ml_collections.ConfigDict(dict(
       estimator=estimator, alpha=0.0, beta=1.0, gamma=0.1,
-      prior_encoder_loss="minimax"))
+      prior_encoder_loss="minimax", local_contrast="locations"))
   c.critic = ml_collections.ConfigDict(dict(
       local_embed_dim=2048, local_hidden_dim=2048, local_score_scale=1.0,
       global_conv_channels=(64, 32), global_hidden_dims=(512, 512),

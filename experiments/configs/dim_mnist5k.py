@@ -35,7 +35,8 @@ def get_config() -> ml_collections.ConfigDict:
       image_size=28)))
   c.objective = ml_collections.ConfigDict(dict(
       estimator="infonce", alpha=0.0, beta=1.0, gamma=0.1,
-      prior_encoder_loss="minimax"))  # or "non_saturating"
+      prior_encoder_loss="minimax",  # or "non_saturating"
+      local_contrast="codes"))  # InfoNCE over codes; "locations": paper
   c.critic = ml_collections.ConfigDict(dict(
       local_embed_dim=256, local_hidden_dim=256, local_score_scale=1.0,
       global_conv_channels=(64, 32), global_hidden_dims=(256, 256),

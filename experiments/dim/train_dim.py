@@ -109,7 +109,8 @@ def build_run(config, train_data=None) -> Run:
   loss_fn = dim.make_dim_loss(
       estimator=obj.estimator, alpha=obj.alpha, beta=obj.beta,
       gamma=obj.gamma, crop_size=config.crop_size, flip=config.flip,
-      prior_encoder_loss=obj.get("prior_encoder_loss", "minimax"))
+      prior_encoder_loss=obj.get("prior_encoder_loss", "minimax"),
+      local_contrast=obj.get("local_contrast", "locations"))
   plain_step = make_train_step(graphdef, tx, loss_fn)
 
   def step(state, batch, base_key):

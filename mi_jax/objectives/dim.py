@@ -16,7 +16,14 @@ score matrix with positives marked by a mask:
 
 - local: an encode-and-dot critic, scores_BMxB[(b, m), j] = l(C_m(x_b)) . g(y_j),
   with l = 1x1 convolutions on the map and g = an MLP on Y; row (b, m) is
-  positive at column b.
+  positive at column b. JSD and DV pool all positives and all negatives, so
+  they read the matrix either way. InfoNCE has a direction
+  (`local_contrast`): "locations" (the paper's eq. 5 and its code) contrasts
+  each positive against the other images' locations under the same Y, i.e.
+  the bound on the transposed matrix, candidates {(b, m)} + {(j, m'), j != b},
+  at most log(1 + (B - 1) M); "codes" contrasts C_m(x_b) against the other
+  images' codes y_j, candidates B, at most log B, and equals the mean over
+  locations m of InfoNCE on the [B, B] matrix of location m.
 - global: the map, convolved down and flattened, is concatenated with Y into
   an MLP discriminator (a `mi_jax.critics.ConcatMLP`): scores_BxB, positives on
   the diagonal.
@@ -272,7 +279,8 @@ def dim_loss(model: DIMModel, batch: dict, key: jax.Array, *,
              estimator: Union[str, Callable] = "jsd",
              alpha: float = 0.0, beta: float = 1.0, gamma: float = 0.1,
              crop_size: Optional[int] = None, flip: bool = False,
-             prior_encoder_loss: str = "minimax"):
+             prior_encoder_loss: str = "minimax",
+             local_contrast: str = "locations"):
   """DIM loss: -(alpha I_G + beta I_L) - gamma D_hat(prior, grad_reverse(code)).
 
     I_G = bound(T_G(C(x_i), y_j))              scores_BxB, diagonal positives
@@ -286,6 +294,7 @@ def dim_loss(model: DIMModel, batch: dict, key: jax.Array, *,
   encoder -E_x log D(sigmoid(y)) instead of E_x log(1 - D(sigmoid(y)))
   (Goodfellow et al. 2014: same fixed point, no vanishing gradient while D
   wins); D's weights are frozen (stop_gradient) in that term.
+  `local_contrast`: "locations" (paper) or "codes", see the module docstring.
 
   Returns:
     (loss, metrics) with metrics `mi_local`, `mi_global`, `prior_d` (D_hat) and
@@ -299,7 +308,14 @@ def dim_loss(model: DIMModel, batch: dict, key: jax.Array, *,
   metrics = {}
   if beta:
     scores_BMxB, mask_BMxB = model.local_critic(local_BxHxWxC, y_BxD)
-    mi_local = jnp.asarray(bound_fn(scores_BMxB, mask=mask_BMxB), jnp.float32)
+    if local_contrast == "locations":
+      scores, mask = scores_BMxB.T, mask_BMxB.T  # rows: codes y_b
+    elif local_contrast == "codes":
+      scores, mask = scores_BMxB, mask_BMxB      # rows: locations (b, m)
+    else:
+      raise ValueError("local_contrast must be 'locations' or 'codes', got "
+                       f"{local_contrast!r}")
+    mi_local = jnp.asarray(bound_fn(scores, mask=mask), jnp.float32)
     loss -= beta * mi_local
     metrics["mi_local"] = mi_local
   if alpha:
@@ -334,7 +350,8 @@ def dim_loss(model: DIMModel, batch: dict, key: jax.Array, *,
 def make_dim_loss(*, estimator: Union[str, Callable] = "jsd",
                   alpha: float = 0.0, beta: float = 1.0, gamma: float = 0.1,
                   crop_size: Optional[int] = None, flip: bool = False,
-                  prior_encoder_loss: str = "minimax"):
+                  prior_encoder_loss: str = "minimax",
+                  local_contrast: str = "locations"):
   """Returns `loss_fn(model, batch, key)`: `dim_loss` with its options bound.
 
   A string estimator is resolved here, so a wrong name fails early.
@@ -342,4 +359,4 @@ def make_dim_loss(*, estimator: Union[str, Callable] = "jsd",
   return functools.partial(
       dim_loss, estimator=resolve_estimator(estimator), alpha=alpha,
       beta=beta, gamma=gamma, crop_size=crop_size, flip=flip,
-      prior_encoder_loss=prior_encoder_loss)
+      prior_encoder_loss=prior_encoder_loss, local_contrast=local_contrast)
