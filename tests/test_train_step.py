@@ -84,6 +84,8 @@ def test_step_matches_manual_optax_update():
   np.testing.assert_allclose(metrics["mi"], -loss, rtol=1e-6)
   np.testing.assert_allclose(metrics["grad_norm"], optax.global_norm(grads),
                              rtol=1e-6)
+  np.testing.assert_allclose(metrics["param_norm"], optax.global_norm(want),
+                             rtol=1e-6)
   assert bool(metrics["finite"])
   assert int(new_state.step) == 1
   for a, b in zip(jax.tree.leaves(new_state.params), jax.tree.leaves(want)):

@@ -63,8 +63,9 @@ def make_train_step(
     train_mode: call `model.train()` after merging (BatchNorm uses batch stats).
 
   Returns:
-    `step(state, batch, key)`; metrics hold `loss`, `grad_norm`, `param_norm`
-    (global L2 norms, before the update), `finite` and `loss_fn`'s metrics.
+    `step(state, batch, key)`; metrics hold `loss`, `grad_norm` (global L2
+    norm of the gradients), `param_norm` (global L2 norm of the params after
+    the step), `finite` and `loss_fn`'s metrics.
   """
 
   def forward(params, rest, batch, key):
@@ -92,13 +93,15 @@ def make_train_step(
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     # lax.cond, not jnp.where over the state: on one device the skipped branch
     # costs nothing and the update stays in place (measured ~15% faster at the
-    # §3.2 size on CPU); under vmap it becomes a select.
+    # §3.2 size on CPU); under vmap it becomes a select. param_norm reads the
+    # *new* params: reading the old ones beside an in-place update makes XLA
+    # copy every parameter first.
     new_state = jax.lax.cond(finite, apply_update, lambda operand: operand[0],
                              (state, grads, new_rest))
     metrics = dict(aux)
     metrics.update(
         loss=loss, grad_norm=grad_norm,
-        param_norm=optax.global_norm(state.params), finite=finite)
+        param_norm=optax.global_norm(new_state.params), finite=finite)
     return new_state, metrics
 
   return step

@@ -1,0 +1,293 @@
+"""Train-step speed: mi_jax vs hand-written plain JAX vs PyTorch; 20 seeds vmapped vs sequential.
+
+The step of Tschannen et al. 2020 §3.2: two MLP encoders 392-300-300-100 on
+the top / bottom halves of 28x28 images, a bilinear critic, InfoNCE, Adam
+(lr 1e-4), batch 128. Synthetic images (speed does not depend on pixels).
+
+Measured, interleaved over `--rounds` rounds (the median is printed):
+  mi_jax        jax.jit(make_train_step(...), donate_argnums=0), one call per step
+  mi_jax/scan   jax.jit(make_multi_step(step, K)): K steps per call (lax.scan)
+  plain_jax     hand-written pure jnp + optax step, jitted, donated (no NNX)
+  plain/scan    the same in a lax.scan of K steps
+  pytorch       the same step in eager PyTorch, 1 thread and all threads
+                (skipped if torch is missing); the faster is the reference
+  seeds         20 seeds vmapped (one program, per-seed batches) vs the 20
+                runs one after the other with the single-seed jitted step
+Targets (issue 3): mi_jax >= 1.5x PyTorch; >= 0.9x plain JAX; vmapped 20
+seeds >= 3x the seed-steps/s of 20 sequential runs.
+
+Run (one CPU device; takes a few minutes on a busy 2-core machine):
+  python experiments/benchmarks/step_speed.py --rounds 5 --steps 40
+"""
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # pylint: disable=g-import-not-at-top
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from mi_jax import bounds, critics, encoders, training, views
+from mi_jax.objectives import multiview
+
+B, HALF, HID, OUT, LR = 128, 392, 300, 100, 1e-4
+POOL = 4  # distinct batches cycled through (already on device)
+
+
+def _images(key, lead=()):
+  return jax.random.uniform(key, (*lead, B, 28, 28, 1), jnp.float32)
+
+
+# --------------------------------------------------------------------- mi_jax
+def mi_jax_model(key):
+  """The §3.2 model from library pieces."""
+  rngs = nnx.Rngs(key)
+  g1 = encoders.MLP(HALF, (HID, HID), OUT, rngs=rngs)
+  g2 = encoders.MLP(HALF, (HID, HID), OUT, rngs=rngs)
+  return multiview.MultiviewModel(g1, g2, critics.Bilinear(OUT, OUT, rngs=rngs))
+
+
+def mi_jax_step():
+  """`(graphdef, tx, step)` of the library's train step."""
+  tx = optax.adam(LR)
+  loss_fn = multiview.make_multiview_loss(
+      views=views.make_views("top_bottom", flatten=True), bound=bounds.infonce)
+  graphdef, _ = training.init_train_state(mi_jax_model(jax.random.key(0)), tx)
+  return graphdef, tx, training.make_train_step(graphdef, tx, loss_fn)
+
+
+# ------------------------------------------------------------------ plain JAX
+def plain_init(key):
+  """Params as a dict of arrays: two MLPs and the bilinear kernel."""
+  dims = (HALF, HID, HID, OUT)
+  params = {}
+  keys = iter(jax.random.split(key, 8))
+  for enc in ("g1", "g2"):
+    params[enc] = [
+        {"w": jax.random.normal(next(keys), (a, b)) / np.sqrt(a),
+         "b": jnp.zeros((b,))} for a, b in zip(dims[:-1], dims[1:])]
+  params["W"] = jax.random.normal(next(keys), (OUT, OUT)) / OUT
+  return params
+
+
+def _mlp(layers, x):
+  for i, layer in enumerate(layers):
+    x = x @ layer["w"] + layer["b"]
+    if i < len(layers) - 1:
+      x = jax.nn.relu(x)
+  return x
+
+
+def plain_loss(params, images):
+  x_BxP = images.reshape(images.shape[0], -1)
+  z1, z2 = _mlp(params["g1"], x_BxP[:, :HALF]), _mlp(params["g2"], x_BxP[:, HALF:])
+  scores_BxB = z1 @ params["W"] @ z2.T
+  mi = jnp.mean(jnp.diag(scores_BxB) - jax.nn.logsumexp(scores_BxB, axis=1)
+                ) + jnp.log(scores_BxB.shape[0])
+  return -mi
+
+
+def plain_step_fn(tx):
+  """Hand-written step `(params, opt_state), images, key -> ((...), loss)`."""
+
+  def step(carry, images, key):
+    del key
+    params, opt_state = carry
+    loss, grads = jax.value_and_grad(plain_loss)(params, images)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state), loss
+
+  return step
+
+
+def _scan(step, k):
+  def multi(carry, batches, key):
+    keys = jax.random.split(key, k)
+    return jax.lax.scan(lambda c, xs: step(c, *xs), carry, (batches, keys))
+  return multi
+
+
+# -------------------------------------------------------------------- PyTorch
+def torch_runner(num_threads):
+  """Returns `(run(n_steps), version)` for the PyTorch step, or None without torch."""
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  torch.manual_seed(0)
+  nn = torch.nn
+
+  def mlp():
+    return nn.Sequential(nn.Linear(HALF, HID), nn.ReLU(), nn.Linear(HID, HID),
+                         nn.ReLU(), nn.Linear(HID, OUT))
+
+  g1, g2 = mlp(), mlp()
+  w = nn.Parameter(torch.randn(OUT, OUT) / OUT)
+  opt = torch.optim.Adam([*g1.parameters(), *g2.parameters(), w], lr=LR)
+  pool = [torch.rand(B, 784) for _ in range(POOL)]
+
+  def step(x):
+    scores = g1(x[:, :HALF]) @ w @ g2(x[:, HALF:]).T
+    mi = (scores.diagonal() - torch.logsumexp(scores, 1)).mean() + np.log(B)
+    loss = -mi
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss
+
+  def run(n):
+    torch.set_num_threads(num_threads)
+    for t in range(n):
+      loss = step(pool[t % POOL])
+    return float(loss.detach())
+
+  return run, torch.__version__
+
+
+# -------------------------------------------------------------------- timing
+def _timed(fn, n):
+  t0 = time.perf_counter()
+  fn(n)
+  return n / (time.perf_counter() - t0)
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--rounds", type=int, default=5)
+  p.add_argument("--steps", type=int, default=40, help="steps per measurement")
+  p.add_argument("--scan", type=int, default=10, help="steps per scan call")
+  p.add_argument("--seeds", type=int, default=20)
+  p.add_argument("--seed_steps", type=int, default=4,
+                 help="steps per seed in the seeds comparison")
+  args = p.parse_args()
+  k_steps = args.scan
+  n = args.steps - args.steps % k_steps
+  key = jax.random.key(0)
+  pool = [_images(jax.random.key(i)) for i in range(POOL)]
+  pool_k = [_images(jax.random.key(i), (k_steps,)) for i in range(2)]
+
+  # mi_jax, one call per step and K steps per call.
+  graphdef, tx, step = mi_jax_step()
+  _, state = training.init_train_state(mi_jax_model(jax.random.key(1)), tx)
+  jstep = jax.jit(step, donate_argnums=0)
+  jmulti = jax.jit(training.make_multi_step(step, k_steps), donate_argnums=0)
+  box = {"s": state, "sm": jax.tree.map(jnp.copy, state)}
+
+  def run_mi(m):
+    s = box["s"]
+    for t in range(m):
+      s, metrics = jstep(s, {"image": pool[t % POOL]}, key)
+    box["s"] = s
+    metrics["loss"].block_until_ready()
+
+  def run_mi_scan(m):
+    s = box["sm"]
+    for t in range(m // k_steps):
+      s, metrics = jmulti(s, {"image": pool_k[t % 2]}, key)
+    box["sm"] = s
+    metrics["loss"].block_until_ready()
+
+  # Plain JAX.
+  pstep = plain_step_fn(tx)
+  params = plain_init(jax.random.key(1))
+  pbox = {"c": (params, tx.init(params))}
+  pbox["cm"] = jax.tree.map(jnp.copy, pbox["c"])
+  jp = jax.jit(pstep, donate_argnums=0)
+  jpm = jax.jit(_scan(pstep, k_steps), donate_argnums=0)
+
+  def run_plain(m):
+    c = pbox["c"]
+    for t in range(m):
+      c, loss = jp(c, pool[t % POOL], key)
+    pbox["c"] = c
+    loss.block_until_ready()
+
+  def run_plain_scan(m):
+    c = pbox["cm"]
+    for t in range(m // k_steps):
+      c, loss = jpm(c, pool_k[t % 2], key)
+    pbox["cm"] = c
+    loss.block_until_ready()
+
+  # Seeds: vmapped program vs sequential runs of the single-seed step.
+  ns = args.seeds
+  seed_keys = jax.random.split(jax.random.key(2), ns)
+  _, states = training.init_train_states(mi_jax_model, tx, seed_keys)
+  vstep = jax.jit(training.vmap_over_seeds(step, batch_axis=0),
+                  donate_argnums=0)
+  seed_pool = [_images(jax.random.key(10 + i), (ns,)) for i in range(2)]
+  singles = [training.unstack_state(states, i) for i in range(ns)]
+  sbox = {"v": states, "singles": singles}
+
+  def run_vmap(m):
+    s = sbox["v"]
+    for t in range(m):
+      s, metrics = vstep(s, {"image": seed_pool[t % 2]}, seed_keys)
+    sbox["v"] = s
+    metrics["loss"].block_until_ready()
+
+  def run_sequential(m):
+    for i in range(ns):
+      s = sbox["singles"][i]
+      for t in range(m):
+        s, metrics = jstep(s, {"image": seed_pool[t % 2][i]}, seed_keys[i])
+      sbox["singles"][i] = s
+    metrics["loss"].block_until_ready()
+
+  runners = {"mi_jax": (run_mi, n), "mi_jax/scan": (run_mi_scan, n),
+             "plain_jax": (run_plain, n), "plain/scan": (run_plain_scan, n)}
+  # PyTorch with 1 thread and with all cores: on a busy machine its OpenMP
+  # threads can stall each other, so the faster of the two is the reference.
+  torch_threads = sorted({1, os.cpu_count() or 1})
+  for nt in torch_threads:
+    tr = torch_runner(nt)
+    if tr is None:
+      print("PyTorch: not installed, skipped (pip install torch==2.13.0).")
+      break
+    runners[f"pytorch_{nt}thr"] = (tr[0], n)
+    print(f"PyTorch {tr[1]}, {nt} thread(s)")
+  runners["seeds_vmapped"] = (run_vmap, args.seed_steps)
+  runners["seeds_sequential"] = (run_sequential, args.seed_steps)
+  print(f"jax {jax.__version__} on {jax.devices()[0].platform} "
+        f"({os.cpu_count()} CPUs); batch {B}; {n} steps x {args.rounds} rounds")
+
+  for fn, m in runners.values():   # compile + warm up
+    fn(max(k_steps, 1) if m == n else 1)
+  rates = {name: [] for name in runners}
+  for r in range(args.rounds):
+    for name, (fn, m) in runners.items():
+      rates[name].append(_timed(fn, m))
+    print(f"round {r}: " + ", ".join(
+        f"{k} {v[-1]:.1f}" for k, v in rates.items()), flush=True)
+  med = {k: statistics.median(v) for k, v in rates.items()}
+  seed_rate = {"seeds_vmapped": med["seeds_vmapped"] * ns,
+               "seeds_sequential": med["seeds_sequential"] * ns}
+  print("\nmedian steps/s (seed-steps/s for the seed rows):")
+  for k, v in med.items():
+    print(f"  {k:18s} {seed_rate.get(k, v):9.1f}")
+
+  def ratio(a, b, target):
+    per_round = statistics.median(x / y for x, y in zip(rates[a], rates[b]))
+    ok = "ok" if per_round >= target else "BELOW TARGET"
+    print(f"  {a} / {b}: {per_round:.2f}x (target >= {target}x) {ok}")
+
+  print("\nratios (median over rounds of the per-round ratio):")
+  torch_rows = [k for k in rates if k.startswith("pytorch")]
+  if torch_rows:
+    best = max(torch_rows, key=lambda k: med[k])
+    print(f"  (PyTorch reference: {best}, the faster thread setting)")
+    ratio("mi_jax", best, 1.5)
+    ratio("mi_jax/scan", best, 1.5)
+  ratio("mi_jax", "plain_jax", 0.9)
+  ratio("mi_jax/scan", "plain/scan", 0.9)
+  ratio("seeds_vmapped", "seeds_sequential", 3.0)
+
+
+if __name__ == "__main__":
+  main()
