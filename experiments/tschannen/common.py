@@ -134,14 +134,35 @@ def sample_batch(images_NxHxWxC, labels_N, key, batch_size):
   return {"image": images_NxHxWxC[idx_B], "label": labels_N[idx_B]}
 
 
-def make_chunk_fn(step_fn: Callable, num_steps: int, batch_size: int):
+def over_seeds(fn: Callable, seed_loop: str = "vmap") -> Callable:
+  """Maps `fn` over the leading seed axis of all its arguments.
+
+  "vmap" is `jax.vmap` (the default). "map" is `jax.lax.map`, a loop over
+  seeds inside the same compiled program: on CPU, XLA turns a vmapped
+  convolution with per-seed kernels into a grouped convolution that is
+  several times slower per seed than the plain one, so the ConvNet runs use
+  "map" there. Both give the same per-seed results.
+  """
+  if seed_loop == "vmap":
+    return jax.vmap(fn)
+  if seed_loop == "map":
+    return lambda *args: jax.lax.map(lambda a: fn(*a), args)
+  raise ValueError(f"seed_loop must be 'vmap' or 'map', got {seed_loop!r}")
+
+
+def make_chunk_fn(step_fn: Callable, num_steps: int, batch_size: int,
+                  seed_loop: str = "vmap"):
   """`chunk(states_S, keys_S, images, labels)`: `num_steps` vmapped steps.
 
   Each step draws one batch per seed from that seed's key and applies
-  `training.vmap_over_seeds(step_fn, batch_axis=0)`; steps run under
-  `lax.scan`. Returns (states_S, metrics with leaves [num_steps, S]).
+  `training.vmap_over_seeds(step_fn, batch_axis=0)` (or its `lax.map`
+  version, see `over_seeds`); steps run under `lax.scan`. Returns
+  (states_S, metrics with leaves [num_steps, S]).
   """
-  vstep = training.vmap_over_seeds(step_fn, batch_axis=0, key_axis=0)
+  if seed_loop == "vmap":
+    vstep = training.vmap_over_seeds(step_fn, batch_axis=0, key_axis=0)
+  else:
+    vstep = over_seeds(step_fn, seed_loop)
 
   def chunk(states_S, keys_S, images, labels):
     def body(states_S, t):
@@ -208,6 +229,7 @@ class Program:
   tx: optax.GradientTransformation
   features_fn: Callable
   extra_eval_fn: Optional[Callable] = None
+  seed_loop: str = "vmap"
 
 
 def multiview_program(make_g1: Callable, make_g2: Callable,
@@ -263,7 +285,9 @@ def run_program(name: str, program: Program, data: dict, settings: Settings,
   graphdef, states_S = training.init_train_states(
       program.model_fn, program.tx, init_keys_S)
   step_fn = training.make_train_step(graphdef, program.tx, program.loss_fn)
-  chunk_fn = make_chunk_fn(step_fn, settings.eval_every, settings.batch_size)
+  chunk_fn = make_chunk_fn(step_fn, settings.eval_every, settings.batch_size,
+                           program.seed_loop)
+  seeds_map = lambda fn: over_seeds(fn, program.seed_loop)
 
   def merged(state):
     return training.merge_model(graphdef, state.params, state.rest)
@@ -275,7 +299,7 @@ def run_program(name: str, program: Program, data: dict, settings: Settings,
       model.eval()
       _, metrics = program.loss_fn(model, batch, key)
       return metrics["mi"]
-    return jax.vmap(one)(states_S)
+    return seeds_map(one)(states_S)
 
   @jax.jit
   def features(states_S, images, key):
@@ -283,7 +307,7 @@ def run_program(name: str, program: Program, data: dict, settings: Settings,
       model = merged(state)
       model.eval()
       return program.features_fn(model, images, key)
-    return jax.vmap(one)(states_S)
+    return seeds_map(one)(states_S)
 
   extra = None
   if program.extra_eval_fn is not None:
@@ -293,7 +317,7 @@ def run_program(name: str, program: Program, data: dict, settings: Settings,
         model = merged(state)
         model.eval()
         return program.extra_eval_fn(model, key)
-      return jax.vmap(one)(states_S)
+      return seeds_map(one)(states_S)
 
   tr, te = data["train"], data["test"]
   tr_img, tr_lab = jnp.asarray(tr["image"]), jnp.asarray(tr["label"])
@@ -301,14 +325,20 @@ def run_program(name: str, program: Program, data: dict, settings: Settings,
   s = len(seed_ids)
   rows, nonfinite_S, mi_train_S = [], np.zeros(s, int), np.full(s, np.nan)
   t0, n_chunks = time.time(), settings.steps // settings.eval_every
+  timing = {"name": name, "seeds": s, "chunk_steps": settings.eval_every,
+            "train": [], "eval": []}
   for c in range(n_chunks + 1):
     step = c * settings.eval_every
     if c > 0:
       chunk_keys_S = jax.vmap(lambda k: jax.random.fold_in(k, c))(train_keys_S)
+      tw, tc = time.time(), time.process_time()
       states_S, metrics = chunk_fn(states_S, chunk_keys_S, tr_img, tr_lab)
+      jax.block_until_ready(metrics)
+      timing["train"].append((time.time() - tw, time.process_time() - tc))
       nonfinite_S += np.asarray(~metrics["finite"]).sum(axis=0)
       mi = np.asarray(metrics["mi"])
       mi_train_S = np.where(np.isfinite(mi).all(0), mi.mean(0), np.nan)
+    tw, tc = time.time(), time.process_time()
     fkey = jax.random.fold_in(eval_key, step)
     ftr = batched_apply(lambda x: features(states_S, x, fkey), tr_img)
     fte = batched_apply(lambda x: features(states_S, x, fkey), te_img)
@@ -325,12 +355,52 @@ def run_program(name: str, program: Program, data: dict, settings: Settings,
       for k, v in extra_vals.items():
         row[k] = v[i].tolist() if np.ndim(v[i]) else float(v[i])
       rows.append(row)
+    timing["eval"].append((time.time() - tw, time.process_time() - tc))
     if verbose:
       print(f"  [{name}] step {step:6d}  acc {np.nanmean(acc_S):.4f}  "
             f"I_test {np.nanmean(mi_test_S):+.3f}  "
             f"nonfinite {int(nonfinite_S.sum())}  ({time.time() - t0:.0f}s)",
             flush=True)
+  TIMINGS.append(timing)
   return (rows, states_S) if return_states else rows
+
+
+# Timings of every `run_program` call in this process (for extrapolation).
+TIMINGS: list[dict] = []
+
+
+def _steady(times):
+  """Median (wall, cpu) of the calls after the first (which compiles)."""
+  if not times:
+    return 0.0, 0.0
+  t = np.asarray(times[1:] if len(times) > 1 else times, np.float64)
+  return float(np.median(t[:, 0])), float(np.median(t[:, 1]))
+
+
+def timing_lines(timings: list[dict], full: Settings = Settings()) -> str:
+  """Per-step / per-evaluation times and the full setting extrapolated.
+
+  Extrapolation: train = (CPU s per step per seed) x full steps x full seeds,
+  eval = (CPU s per evaluation per seed) x (full steps / eval_every + 1) x
+  full seeds; CPU seconds, since the machine is shared (wall >= CPU / cores).
+  With a single training chunk its time includes compilation (an overestimate).
+  """
+  lines = ["| config | s/step (wall, all seeds) | CPU s/step/seed | "
+           "CPU s/eval/seed | full setting, CPU h (extrapolated) |",
+           "|---|---|---|---|---|"]
+  total = 0.0
+  for t in timings:
+    tr_w, tr_c = _steady(t["train"])
+    ev_w, ev_c = _steady(t["eval"])
+    per_step = tr_c / t["chunk_steps"] / t["seeds"]
+    per_eval = ev_c / t["seeds"]
+    full_s = (per_step * full.steps + per_eval * (
+        full.steps // full.eval_every + 1)) * full.seeds
+    total += full_s
+    lines.append(f"| {t['name']} | {tr_w / t['chunk_steps']:.3f} | "
+                 f"{per_step:.4f} | {per_eval:.2f} | {full_s / 3600:.1f} |")
+  lines.append(f"| **total** | | | | **{total / 3600:.1f}** |")
+  return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------
@@ -454,7 +524,8 @@ def plot_panels(results: dict[str, list[dict]], panels: list[tuple],
 def report(name: str, results: dict[str, list[dict]], settings: Settings,
            metrics: list[str], panels: list[tuple[str, str]], *,
            baseline: Optional[float] = None, title: str = "",
-           wall_s: Optional[float] = None) -> str:
+           wall_s: Optional[float] = None,
+           full: Settings = Settings()) -> str:
   """Prints the table and writes `<out_dir>/<name>.csv` and the figure PNG."""
   all_rows = []
   for cfg, rows in results.items():
@@ -471,6 +542,9 @@ def report(name: str, results: dict[str, list[dict]], settings: Settings,
                         title=f"{title} ({sub})")
   if wall_s is not None:
     table += f"\n\nWall time: {wall_s:.0f} s"
+  mine = [t for t in TIMINGS if t["name"] in results]
+  if mine:
+    table += "\n\n" + timing_lines(mine, full)
   print(table, flush=True)
   print(f"wrote {csv_path} and {png_path}", flush=True)
   with open(os.path.join(settings.out_dir, f"{name}_{tag}.md"), "w") as f:

@@ -17,6 +17,8 @@ import os
 import sys
 import time
 
+import jax
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
 from experiments.tschannen import common  # pylint: disable=g-import-not-at-top
@@ -46,6 +48,11 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   common.add_args(parser, quick_steps=150, quick_seeds=2)
   parser.add_argument("--encoders", default=",".join(ENCODERS))
+  parser.add_argument(
+      "--conv_seed_loop", choices=("vmap", "map"), default=None,
+      help="how the ConvNet runs its seeds: vmap, or lax.map in the same "
+      "program (default: map on CPU, where a vmapped convolution becomes a "
+      "slow grouped convolution; vmap elsewhere)")
   args = parser.parse_args(argv)
   settings = common.settings_from_args(args)
   data = common.load_mnist(settings)
@@ -59,6 +66,9 @@ def main(argv=None):
         program = common.multiview_program(
             make, make, bilinear, bound, settings, flatten=flatten,
             target=target)
+        if name == "ConvNet":
+          program.seed_loop = args.conv_seed_loop or (
+              "map" if jax.default_backend() == "cpu" else "vmap")
         cfg = f"{name} ({label}, t={target:g})"
         results[cfg] = common.run_program(cfg, program, data, settings)
   return common.report(

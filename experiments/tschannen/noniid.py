@@ -96,10 +96,16 @@ def run_config(bound: str, iid: bool, settings: common.Settings,
     return jax.lax.scan(body, states_S, ts)
 
   mis, finite = [], []
+  timing = {"name": f"{bound}, iid={iid}", "seeds": len(seed_ids),
+            "chunk_steps": settings.eval_every, "train": [], "eval": []}
   for c in range(settings.steps // settings.eval_every):
+    tw, tc = time.time(), time.process_time()
     states_S, (mi, fin) = chunk(states_S, c)
+    jax.block_until_ready(mi)
+    timing["train"].append((time.time() - tw, time.process_time() - tc))
     mis.append(np.asarray(mi))
     finite.append(np.asarray(fin))
+  common.TIMINGS.append(timing)
   return np.concatenate(mis), np.concatenate(finite)
 
 
@@ -150,7 +156,8 @@ def main(argv=None):
            if r["nonfinite_steps"] or not np.isfinite(r["estimate_last"])]
     lines.append(f"| {name} | {mu:+.4f} ± {sd:.4f} | {above}/{len(rs)} | "
                  f"{', '.join(map(str, bad)) or 'none'} |")
-  lines.append(f"\nWall time: {wall:.0f} s")
+  lines.append(f"\nWall time: {wall:.0f} s\n")
+  lines.append(common.timing_lines(common.TIMINGS[-len(results):]))
   table = "\n".join(lines)
   print(table)
   with open(os.path.join(settings.out_dir, f"noniid_{tag}.md"), "w") as f:
