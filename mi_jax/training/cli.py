@@ -40,6 +40,9 @@ def _train(args: argparse.Namespace, extra_argv: list[str]) -> int:
   except (ValueError, FileNotFoundError) as e:
     print(f"mi-jax train: error: {e}", file=sys.stderr)
     return 2
+  except KeyError as e:  # A field the objective needs is not in the config.
+    print(f"mi-jax train: error: missing config field: {e}", file=sys.stderr)
+    return 2
   print(f"mi-jax train: {summary['step']} steps, {summary['steps_per_s']:.1f} "
         f"steps/s this session, {summary['wall_s']:.1f} s", flush=True)
   return 0

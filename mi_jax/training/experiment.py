@@ -42,6 +42,18 @@ _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16,
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the field for values a run cannot use."""
+  if objective_name(config) not in _OBJECTIVES:
+    raise ValueError(f"unknown config.objective {objective_name(config)!r}; "
+                     f"registered objectives: {sorted(_OBJECTIVES)}")
+  required = ("dataset", "batch_size", "lr", "steps", "seed", "log_every",
+              "eval_every", "probe_every", "checkpoint_every",
+              "keep_checkpoints")
+  missing = [name for name in required if name not in config]
+  if missing:
+    raise ValueError(f"the config lacks the field(s) {', '.join(missing)} "
+                     "that `mi-jax train` needs (see "
+                     "experiments/configs/multiview_mnist.py)")
+
   def positive(name):
     value = config[name]
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -58,9 +70,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.get("compute_dtype", "float32") not in _DTYPES:
     raise ValueError(f"config.compute_dtype must be one of {sorted(_DTYPES)}, "
                      f"got {config.compute_dtype!r}")
-  if objective_name(config) not in _OBJECTIVES:
-    raise ValueError(f"unknown config.objective {objective_name(config)!r}; "
-                     f"registered objectives: {sorted(_OBJECTIVES)}")
 
 
 def _kwargs(node) -> dict:
@@ -185,7 +194,14 @@ def register_objective(name: str, builder: Callable[..., Objective]) -> None:
 
 def objective_name(config) -> str:
   """`config.objective`, `"multiview"` when the config has no such field."""
-  return config.get("objective", "multiview")
+  name = config.get("objective", "multiview")
+  if not isinstance(name, str):
+    raise ValueError(
+        "config.objective must name a registered objective "
+        f"({sorted(_OBJECTIVES)}), got a {type(name).__name__}; configs with "
+        "their own runner (e.g. experiments/configs/dim_*.py, run by "
+        "experiments/dim/train_dim.py) do not run under `mi-jax train`")
+  return name
 
 
 def build_optimizer(config) -> optax.GradientTransformation:
