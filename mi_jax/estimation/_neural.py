@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import math
 import time
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -177,9 +178,19 @@ def _freeze(options):
   return tuple(sorted((options or {}).items()))
 
 
+class Compiled(NamedTuple):
+  """The pieces of one estimate() configuration (see `_compiled`)."""
+  objective: Any
+  graphdef: Any
+  tx: Any
+  init: Callable
+  train_chunk: Callable
+  readout: Callable
+
+
 @functools.lru_cache(maxsize=16)
 def _compiled(bound, bound_options, critic, critic_options, dim_x, dim_y):
-  """(objective, init, train_chunk, readout) for one configuration, jitted.
+  """`Compiled` functions for one configuration.
 
   Cached across calls, so repeated estimates with one configuration compile
   once (per data shape). `init(key) -> carry` builds the critic under jit:
@@ -205,7 +216,8 @@ def _compiled(bound, bound_options, critic, critic_options, dim_x, dim_y):
     return params, rest, opt_state, objective.init_state
 
   readout = make_readout(graphdef, objective)
-  return (objective, jax.jit(init), jax.jit(train_chunk), jax.jit(readout))
+  return Compiled(objective, graphdef, tx, jax.jit(init), jax.jit(train_chunk),
+                  jax.jit(readout))
 
 
 # ----------------------------------------------------------------------------
@@ -360,7 +372,7 @@ def estimate(x, y, *, bound: str = "smile", critic: str = "separable",
     build = _compiled  # cached: repeated calls skip compilation
   except TypeError:  # unhashable options: build (and compile) afresh
     build = _compiled.__wrapped__
-  objective, init, train_chunk, readout = build(*config)
+  objective, _, _, init, train_chunk, readout = build(*config)
   carry = init(jax.random.key(seed), lr)
 
   flags = []
