@@ -106,57 +106,6 @@ def test_mesh_run_resumes_bitwise(tmp_path):
   _assert_same_params(full["state"], resumed["state"])
 
 
-def _cli_main(argv):
-  """`mi-jax` restricted to this module's subcommands (as mi_jax/cli.py runs them)."""
-  import argparse  # pylint: disable=g-import-not-at-top
-  from mi_jax.training import cli  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(prog="mi-jax")
-  cli.register(parser.add_subparsers(dest="command", required=True))
-  args, extra = parser.parse_known_args(argv)
-  return args.func(args, extra)
-
-
-def test_mesh_run_resumes(tmp_path):
-  """A run sharded over 8 devices resumes, and matches the one-device run."""
-  assert jax.device_count() == 8
-  short = ("--config.steps=4", "--config.checkpoint_every=2",
-           "--config.eval_every=4")
-  mesh = ("--config.use_mesh=true",) + short
-  first = loop.train(_config(*mesh), str(tmp_path / "m"), stop_after_step=2,
-                     final_eval=False)
-  leaf = jax.tree.leaves(first["state"].params)[0]
-  assert len(leaf.sharding.device_set) == 8  # Replicated over the mesh.
-  resumed = loop.train(_config(*mesh), str(tmp_path / "m"), final_eval=False)
-  assert resumed["step"] == 4
-  one_device = loop.train(_config(*short), str(tmp_path / "one"),
-                          final_eval=False)
-  for a, b in zip(_params(one_device["state"]), _params(resumed["state"])):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-
-
-def _cli_main(argv):
-  """`mi-jax` restricted to this module's subcommands (as mi_jax/cli.py runs them)."""
-  import argparse  # pylint: disable=g-import-not-at-top
-  from mi_jax.training import cli  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(prog="mi-jax")
-  cli.register(parser.add_subparsers(dest="command", required=True))
-  args, extra = parser.parse_known_args(argv)
-  return args.func(args, extra)
-
-
-def test_mesh_run_resumes_bitwise(tmp_path):
-  assert jax.device_count() == 8
-  mesh = ("--config.use_mesh=true", "--config.steps=4",
-          "--config.checkpoint_every=2", "--config.eval_every=4")
-  full = loop.train(_config(*mesh), str(tmp_path / "a"), final_eval=False)
-  leaf = jax.tree.leaves(full["state"].params)[0]
-  assert len(leaf.sharding.device_set) == 8  # Replicated over the mesh.
-  loop.train(_config(*mesh), str(tmp_path / "b"), stop_after_step=2,
-             final_eval=False)
-  resumed = loop.train(_config(*mesh), str(tmp_path / "b"), final_eval=False)
-  _assert_same_params(full["state"], resumed["state"])
-
-
 def test_eval_cli_prints_probe(full_run, capsys):
   workdir, summary = full_run
   assert _cli_main(["eval", workdir]) == 0
