@@ -31,14 +31,10 @@ from flax import nnx
 from mi_jax import data as data_lib
 from mi_jax import encoders
 from mi_jax import evaluation
-from mi_jax.encoders.dim_conv import DIMConvEncoder
 from mi_jax.objectives import dim
 from mi_jax.training import config as config_lib
 from mi_jax.training.state import init_train_state, merge_model
 from mi_jax.training.step import make_train_step
-
-if "dim_conv" not in encoders.names():
-  encoders.register("dim_conv", DIMConvEncoder)
 
 
 def _kwargs(node) -> dict:

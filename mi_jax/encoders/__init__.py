@@ -11,6 +11,7 @@ from flax import nnx
 from mi_jax.encoders.convnet import ConvNet
 from mi_jax.encoders.diagnostics import jacobian_log_condition_number
 from mi_jax.encoders.diagnostics import jacobian_log_condition_numbers
+from mi_jax.encoders.dim_conv import DIMConvEncoder
 from mi_jax.encoders.mlp import MLP
 from mi_jax.encoders.realnvp import RealNVP
 from mi_jax.encoders.resmlp import ResMLP
@@ -20,6 +21,7 @@ from mi_jax.encoders.resnet import ResNet
 _REGISTRY = {
     "mlp": MLP,
     "convnet": ConvNet,
+    "dim_conv": DIMConvEncoder,
     "realnvp": RealNVP,
     "resmlp": ResMLP,
     "resnet": ResNet,
