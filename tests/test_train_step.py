@@ -172,6 +172,21 @@ def test_vmap_over_seeds_equals_each_seed_alone():
   assert not np.allclose(vm["loss"][0], vm["loss"][1])
 
 
+def test_init_train_states_equals_separate_inits():
+  tx = optax.adam(1e-2)
+  keys = jax.random.split(jax.random.key(0), 3)
+  graphdef, states = training.init_train_states(_model, tx, keys)
+  assert states.step.shape == (3,)
+  for i in (0, 2):
+    g_i, s_i = training.init_train_state(_model(keys[i]), tx)
+    assert g_i == graphdef
+    for a, b in zip(jax.tree.leaves(training.unstack_state(states, i)),
+                    jax.tree.leaves(s_i)):
+      np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+  assert not np.allclose(states.params["critic"]["kernel"][...][0],
+                         states.params["critic"]["kernel"][...][1])
+
+
 def test_vmap_per_seed_batches():
   tx = optax.sgd(0.1)
   keys = jax.random.split(jax.random.key(0), 2)
