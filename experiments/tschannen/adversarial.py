@@ -172,7 +172,7 @@ def run(settings, seed_ids, *, encoder_steps, record_every, data,
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  common.add_args(parser, quick_steps=30, quick_seeds=2, quick_eval_every=10)
+  common.add_args(parser, quick_steps=20, quick_seeds=2, quick_eval_every=10)
   parser.add_argument("--couplings", type=int, default=30)
   args = parser.parse_args(argv)
   # Paper: 4,000 encoder steps, evaluated every 400.

@@ -134,46 +134,42 @@ def sample_batch(images_NxHxWxC, labels_N, key, batch_size):
   return {"image": images_NxHxWxC[idx_B], "label": labels_N[idx_B]}
 
 
-def over_seeds(fn: Callable, seed_loop: str = "vmap") -> Callable:
-  """Maps `fn` over the leading seed axis of all its arguments.
-
-  "vmap" is `jax.vmap` (the default). "map" is `jax.lax.map`, a loop over
-  seeds inside the same compiled program: on CPU, XLA turns a vmapped
-  convolution with per-seed kernels into a grouped convolution that is
-  several times slower per seed than the plain one, so the ConvNet runs use
-  "map" there. Both give the same per-seed results.
-  """
-  if seed_loop == "vmap":
-    return jax.vmap(fn)
-  if seed_loop == "map":
-    return lambda *args: jax.lax.map(lambda a: fn(*a), args)
-  raise ValueError(f"seed_loop must be 'vmap' or 'map', got {seed_loop!r}")
-
-
 def make_chunk_fn(step_fn: Callable, num_steps: int, batch_size: int,
-                  seed_loop: str = "vmap"):
+                  scan: bool = True):
   """`chunk(states_S, keys_S, images, labels)`: `num_steps` vmapped steps.
 
   Each step draws one batch per seed from that seed's key and applies
-  `training.vmap_over_seeds(step_fn, batch_axis=0)` (or its `lax.map`
-  version, see `over_seeds`); steps run under `lax.scan`. Returns
-  (states_S, metrics with leaves [num_steps, S]).
+  `training.vmap_over_seeds(step_fn, batch_axis=0)`. With `scan`, the steps
+  run under one jitted `lax.scan`; without, a Python loop calls the jitted
+  vmapped step (the same computation: on CPU, XLA runs convolutions inside
+  a loop body several times slower, so the ConvNet runs use `scan=False`).
+  Returns (states_S, metrics with leaves [num_steps, S]).
   """
-  if seed_loop == "vmap":
-    vstep = training.vmap_over_seeds(step_fn, batch_axis=0, key_axis=0)
-  else:
-    vstep = over_seeds(step_fn, seed_loop)
+  vstep = training.vmap_over_seeds(step_fn, batch_axis=0, key_axis=0)
 
-  def chunk(states_S, keys_S, images, labels):
-    def body(states_S, t):
-      k_S = jax.vmap(lambda k: jax.random.fold_in(k, t))(keys_S)
-      kb_S, ks_S = jax.vmap(lambda k: tuple(jax.random.split(k)))(k_S)
-      batch = jax.vmap(sample_batch, in_axes=(None, None, 0, None))(
-          images, labels, kb_S, batch_size)
-      return vstep(states_S, batch, ks_S)
-    return jax.lax.scan(body, states_S, jnp.arange(num_steps))
+  def one_step(states_S, t, keys_S, images, labels):
+    k_S = jax.vmap(lambda k: jax.random.fold_in(k, t))(keys_S)
+    kb_S, ks_S = jax.vmap(lambda k: tuple(jax.random.split(k)))(k_S)
+    batch = jax.vmap(sample_batch, in_axes=(None, None, 0, None))(
+        images, labels, kb_S, batch_size)
+    return vstep(states_S, batch, ks_S)
 
-  return jax.jit(chunk, donate_argnums=0)
+  if scan:
+    def chunk(states_S, keys_S, images, labels):
+      return jax.lax.scan(
+          lambda st, t: one_step(st, t, keys_S, images, labels), states_S,
+          jnp.arange(num_steps))
+    return jax.jit(chunk, donate_argnums=0)
+
+  step_jit = jax.jit(one_step, donate_argnums=0)
+
+  def chunk_loop(states_S, keys_S, images, labels):
+    outs = []
+    for t in range(num_steps):
+      states_S, m = step_jit(states_S, jnp.int32(t), keys_S, images, labels)
+      outs.append(m)
+    return states_S, jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+  return chunk_loop
 
 
 def batched_apply(fn, x_N, block=1000):
@@ -229,7 +225,7 @@ class Program:
   tx: optax.GradientTransformation
   features_fn: Callable
   extra_eval_fn: Optional[Callable] = None
-  seed_loop: str = "vmap"
+  scan: bool = True
 
 
 def multiview_program(make_g1: Callable, make_g2: Callable,
@@ -286,8 +282,7 @@ def run_program(name: str, program: Program, data: dict, settings: Settings,
       program.model_fn, program.tx, init_keys_S)
   step_fn = training.make_train_step(graphdef, program.tx, program.loss_fn)
   chunk_fn = make_chunk_fn(step_fn, settings.eval_every, settings.batch_size,
-                           program.seed_loop)
-  seeds_map = lambda fn: over_seeds(fn, program.seed_loop)
+                           program.scan)
 
   def merged(state):
     return training.merge_model(graphdef, state.params, state.rest)
@@ -299,7 +294,7 @@ def run_program(name: str, program: Program, data: dict, settings: Settings,
       model.eval()
       _, metrics = program.loss_fn(model, batch, key)
       return metrics["mi"]
-    return seeds_map(one)(states_S)
+    return jax.vmap(one)(states_S)
 
   @jax.jit
   def features(states_S, images, key):
@@ -307,7 +302,7 @@ def run_program(name: str, program: Program, data: dict, settings: Settings,
       model = merged(state)
       model.eval()
       return program.features_fn(model, images, key)
-    return seeds_map(one)(states_S)
+    return jax.vmap(one)(states_S)
 
   extra = None
   if program.extra_eval_fn is not None:
@@ -317,7 +312,7 @@ def run_program(name: str, program: Program, data: dict, settings: Settings,
         model = merged(state)
         model.eval()
         return program.extra_eval_fn(model, key)
-      return seeds_map(one)(states_S)
+      return jax.vmap(one)(states_S)
 
   tr, te = data["train"], data["test"]
   tr_img, tr_lab = jnp.asarray(tr["image"]), jnp.asarray(tr["label"])

@@ -37,7 +37,8 @@ def mlp_encoder(rngs):
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  common.add_args(parser, quick_steps=300, quick_seeds=2)
+  common.add_args(parser, quick_steps=300, quick_seeds=2,
+                  quick_eval_every=150)
   parser.add_argument("--critics", default=",".join(CRITICS))
   args = parser.parse_args(argv)
   settings = common.settings_from_args(args)

@@ -46,13 +46,9 @@ def bilinear(rngs):
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  common.add_args(parser, quick_steps=150, quick_seeds=2)
+  common.add_args(parser, quick_steps=50, quick_seeds=2,
+                  quick_eval_every=50)
   parser.add_argument("--encoders", default=",".join(ENCODERS))
-  parser.add_argument(
-      "--conv_seed_loop", choices=("vmap", "map"), default=None,
-      help="how the ConvNet runs its seeds: vmap, or lax.map in the same "
-      "program (default: map on CPU, where a vmapped convolution becomes a "
-      "slow grouped convolution; vmap elsewhere)")
   args = parser.parse_args(argv)
   settings = common.settings_from_args(args)
   data = common.load_mnist(settings)
@@ -66,9 +62,8 @@ def main(argv=None):
         program = common.multiview_program(
             make, make, bilinear, bound, settings, flatten=flatten,
             target=target)
-        if name == "ConvNet":
-          program.seed_loop = args.conv_seed_loop or (
-              "map" if jax.default_backend() == "cpu" else "vmap")
+        if name == "ConvNet" and jax.default_backend() == "cpu":
+          program.scan = False  # XLA:CPU convolutions are slow in loops.
         cfg = f"{name} ({label}, t={target:g})"
         results[cfg] = common.run_program(cfg, program, data, settings)
   return common.report(

@@ -7,7 +7,8 @@ non-invertible. Bilinear 392x392 critic; I_NCE and I_NWJ; inputs get
 N(0, 0.05^2) noise, drawn independently for the two views (the paper's
 notebook added the same draw to both). Over training we track the log
 condition number log(sigma_max / sigma_min) of g1's Jacobian at 128 held-out
-test inputs (32 with --quick) (paper, Fig. 2c: it grows, the encoder becomes hard to invert).
+test inputs, 32 with --quick (paper, Fig. 2c: it grows, the encoder becomes
+hard to invert).
 
   .venv/bin/python experiments/tschannen/hard_to_invert.py          # paper setting
   .venv/bin/python experiments/tschannen/hard_to_invert.py --quick
@@ -40,7 +41,8 @@ def bilinear392(rngs):
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  common.add_args(parser, quick_steps=400, quick_seeds=2)
+  common.add_args(parser, quick_steps=300, quick_seeds=2,
+                  quick_eval_every=150)
   parser.add_argument("--jacobian_points", type=int, default=None,
                       help=f"default {JACOBIAN_POINTS}, 32 with --quick")
   args = parser.parse_args(argv)

@@ -40,7 +40,7 @@ def bilinear392(rngs):
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  common.add_args(parser, quick_steps=60, quick_seeds=2, quick_eval_every=20)
+  common.add_args(parser, quick_steps=40, quick_seeds=2, quick_eval_every=20)
   parser.add_argument("--couplings", type=int, default=30)
   args = parser.parse_args(argv)
   settings = common.settings_from_args(args)

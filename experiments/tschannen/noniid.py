@@ -117,7 +117,7 @@ def smooth(x_T, sigma=100):
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  common.add_args(parser, quick_steps=2000, quick_seeds=3,
+  common.add_args(parser, quick_steps=2000, quick_seeds=2,
                   quick_eval_every=1000)
   settings = common.settings_from_args(parser.parse_args(argv))
   seed_ids = list(range(settings.seeds))
