@@ -98,7 +98,8 @@ def build_run(config, train_data=None) -> Run:
   """Model, Adam, DIM loss and the jitted (or mesh-sharded) train step."""
   train_data = load_train_data(config) if train_data is None else train_data
   config = _encoder_in_channels(config, train_data)
-  model = build_model(config, seed=config.seed)
+  # Built under jit: one compiled initialiser instead of one per eager op.
+  model = nnx.jit(lambda: build_model(config, seed=config.seed))()
   tx = optax.adam(config.lr)
   graphdef, state = init_train_state(model, tx)
   obj = config.objective
@@ -191,8 +192,8 @@ def calibrated_random_state(run: Run, images: np.ndarray, *, seed: int,
   The fair "random encoder" baseline: an untrained net, but with its
   normalisation fitted to the data as a trained one's is.
   """
-  _, state = init_train_state(build_model(run.config, seed=seed),
-                              optax.identity())
+  model = nnx.jit(lambda: build_model(run.config, seed=seed))()
+  _, state = init_train_state(model, optax.identity())
   graphdef = run.graphdef
 
   @jax.jit
