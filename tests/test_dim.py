@@ -1,4 +1,4 @@
-"""Tests for Deep InfoMax: encoder shapes, local scores/mask, prior min-max signs."""
+"""Tests for Deep InfoMax: encoders, local scores and mask, prior min-max."""
 
 import jax
 import jax.numpy as jnp
@@ -156,7 +156,8 @@ def test_prior_term_is_a_min_max():
   gamma = 0.5
   r = _prior_check(gamma, "minimax")
   # Loss gradient = -gamma dD_hat for D, +gamma dD_hat for the encoder.
-  _assert_tree_close(r["g_disc"], jax.tree.map(lambda x: -gamma * x, r["dg_disc"]))
+  _assert_tree_close(r["g_disc"],
+                     jax.tree.map(lambda x: -gamma * x, r["dg_disc"]))
   _assert_tree_close(r["g_enc"], jax.tree.map(lambda x: gamma * x, r["dg_enc"]))
   assert optax_norm(r["g_enc"]) > 0 and optax_norm(r["g_disc"]) > 0
   np.testing.assert_allclose(r["metric"], r["d0"], rtol=1e-5)  # same D_hat
@@ -169,7 +170,8 @@ def test_prior_non_saturating_signs():
   D's logit on codes, which lowers D_hat."""
   gamma = 0.5
   r = _prior_check(gamma, "non_saturating")
-  _assert_tree_close(r["g_disc"], jax.tree.map(lambda x: -gamma * x, r["dg_disc"]))
+  _assert_tree_close(r["g_disc"],
+                     jax.tree.map(lambda x: -gamma * x, r["dg_disc"]))
   assert r["d_after_disc_step"] > r["d0"]
   assert r["d_after_enc_step"] < r["d0"]
 
@@ -200,7 +202,7 @@ def test_local_bounds_are_means_over_locations():
 
 
 def test_full_objective_all_terms():
-  """alpha, beta, gamma > 0: every term finite, loss = -(a I_G + b I_L) - g D_hat."""
+  """alpha, beta, gamma > 0: all terms finite; loss = -(a I_G + b I_L) - g D."""
   enc = _tiny_encoder()
   model = dim.make_dim_model(
       enc, rngs=nnx.Rngs(1), local_shape=(4, 4, 16), alpha=0.5, beta=1.0,
@@ -214,7 +216,8 @@ def test_full_objective_all_terms():
   @nnx.jit
   def run(model, batch):
     local, _, y = model.encoder(batch["image"])
-    return loss_fn(model, batch, jax.random.key(7)), model.global_critic(local, y)
+    scores_BxB = model.global_critic(local, y)
+    return loss_fn(model, batch, jax.random.key(7)), scores_BxB
 
   (loss, metrics), scores_BxB = run(model, batch)
   for k in ("mi_local", "mi_global", "prior_d", "prior_acc"):
@@ -228,7 +231,8 @@ def test_full_objective_all_terms():
 def _load_runner():
   import importlib.util
   import pathlib
-  path = pathlib.Path(__file__).parents[1] / "experiments" / "dim" / "train_dim.py"
+  path = (pathlib.Path(__file__).parents[1] / "experiments" / "dim"
+          / "train_dim.py")
   spec = importlib.util.spec_from_file_location("dim_runner", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
@@ -251,7 +255,8 @@ def test_dim_local_beats_random_encoder_on_mnist5k():
       "--config.steps=200", "--config.log_every=200", "--config.use_mesh=false",
       "--config.encoder.kwargs.channels=(16, 32, 64)",
       "--config.encoder.kwargs.fc_dim=128",
-      "--config.critic.local_embed_dim=64", "--config.critic.local_hidden_dim=64",
+      "--config.critic.local_embed_dim=64",
+      "--config.critic.local_hidden_dim=64",
       "--config.critic.local_score_scale=0.125",
       "--config.critic.prior_hidden_dims=(64, 32)"])
   run = runner.build_run(config)
@@ -288,7 +293,7 @@ def test_paper_configs_build_the_paper_model(path, local):
 
 
 class _Fixed(nnx.Module):
-  """Stub encoder / local critic returning fixed arrays (for the loss wiring)."""
+  """Stub encoder / local critic returning fixed arrays (tests the wiring)."""
 
   def __init__(self, out):
     self.out = nnx.data(out)
@@ -320,7 +325,8 @@ def test_local_infonce_direction_matches_loop_reference(direction):
   model = dim.DIMModel(
       _Fixed((jnp.zeros((b, 2, 2, 1)), None, jnp.zeros((b, 2)))),
       local_critic=_Fixed((scores_BMxB, dim.local_positive_mask(b, m))))
-  batch = {"image": jnp.zeros((b, 4, 4, 1)), "label": jnp.zeros((b,), jnp.int32)}
+  batch = {"image": jnp.zeros((b, 4, 4, 1)),
+           "label": jnp.zeros((b,), jnp.int32)}
   loss, metrics = dim.dim_loss(model, batch, jax.random.key(0),
                                estimator="nce", alpha=0.0, beta=1.0, gamma=0.0,
                                local_contrast=direction)

@@ -1,4 +1,4 @@
-"""Deep InfoMax runner: train DIM from a config, then probe conv / fc / Y features.
+"""Deep InfoMax runner: train DIM from a config, probe conv / fc / Y features.
 
   python experiments/dim/train_dim.py --config experiments/configs/dim_mnist5k.py \
       --workdir /tmp/mi_jax/dim_mnist5k [--config.KEY=VALUE ...]
@@ -44,7 +44,7 @@ def _kwargs(node) -> dict:
 
 @dataclasses.dataclass
 class Run:
-  """What a config builds: data, model split into graphdef + state, jitted fns."""
+  """What a config builds: data, graphdef + state, jitted functions."""
   config: ml_collections.ConfigDict
   train_data: Any           # arrays dict or random-access source
   graphdef: Any
@@ -111,14 +111,16 @@ def build_run(config, train_data=None) -> Run:
   plain_step = make_train_step(graphdef, tx, loss_fn)
 
   def step(state, batch, base_key):
-    return plain_step(state, batch, jax.random.fold_in(base_key, state.step + 1))
+    key = jax.random.fold_in(base_key, state.step + 1)
+    return plain_step(state, batch, key)
 
   mesh = None
   if config.use_mesh and jax.device_count() > 1:
     from mi_jax.training import sharding  # pylint: disable=g-import-not-at-top
     if config.batch_size % jax.device_count():
-      raise ValueError(f"config.batch_size={config.batch_size} must divide over "
-                       f"{jax.device_count()} devices (or --config.use_mesh=false)")
+      raise ValueError(
+          f"config.batch_size={config.batch_size} must divide over "
+          f"{jax.device_count()} devices (or --config.use_mesh=false)")
     mesh = sharding.make_mesh()
     train_step = sharding.shard_train_step(step, mesh, donate_state=True)
     state = sharding.replicate(state, mesh)
@@ -145,7 +147,11 @@ def _to_step_batch(run: Run, batch: dict) -> dict:
 
 
 def train(run: Run, workdir: str | None = None, *, log=print):
-  """Runs `config.steps` steps (resuming from `workdir`); returns (state, history)."""
+  """Runs `config.steps` steps (resuming from `workdir`).
+
+  Returns:
+    (state, history), history = the logged metrics rows.
+  """
   config = run.config
   iterator = data_lib.BatchIterator(run.train_data, config.batch_size,
                                     seed=config.seed)
@@ -221,7 +227,7 @@ def extract(run: Run, state, images, chunk: int = 500) -> dict:
 
 def probe_all(run: Run, state, train_arrays, test_arrays, *,
               layers=None, probes=None) -> dict:
-  """Test accuracy of each probe on each feature layer: {"linear/y": acc, ...}."""
+  """Test accuracy of each probe on each feature layer, {"linear/y": acc}."""
   ec = run.config.eval
   layers, probes = layers or ec.layers, probes or ec.probes
   f_tr = extract(run, state, train_arrays["image"])

@@ -1,4 +1,4 @@
-"""Deep InfoMax convolutional encoders (Hjelm et al., ICLR 2019, Appendix A.2).
+"""Deep InfoMax convolutional encoders (Hjelm et al., ICLR 2019, appendix).
 
 The 32x32 encoder of the paper is a DCGAN-style discriminator:
 
@@ -37,7 +37,8 @@ class DIMConvEncoder(nnx.Module):
                use_bn: bool = True, bn_momentum: float = 0.9,
                rngs: nnx.Rngs):
     if not 0 <= local_layer < len(channels):
-      raise ValueError(f"local_layer={local_layer} must index channels={channels}")
+      raise ValueError(
+          f"local_layer={local_layer} must index channels={channels}")
     h, w = ((image_size, image_size) if isinstance(image_size, int)
             else tuple(image_size))
     convs, norms, c_in = [], [], in_channels

@@ -14,10 +14,11 @@ a global code Y = E(X). The loss (minimised) is
 where each I is a bound from `mi_jax.bounds` ("jsd", "infonce", "dv") on a
 score matrix with positives marked by a mask:
 
-- local: an encode-and-dot critic, scores_BMxB[(b, m), j] = l(C_m(x_b)) . g(y_j),
-  with l = 1x1 convolutions on the map and g = an MLP on Y; row (b, m) is
-  positive at column b. JSD and DV pool all positives and all negatives, so
-  they read the matrix either way. InfoNCE has a direction
+- local: an encode-and-dot critic,
+  scores_BMxB[(b, m), j] = l(C_m(x_b)) . g(y_j), with l = 1x1 convolutions
+  on the map and g = an MLP on Y; row (b, m) is positive at column b. JSD and
+  DV pool all positives and all negatives, so they read the matrix either
+  way. InfoNCE has a direction
   (`local_contrast`): "locations" (the paper's eq. 5 and its code) contrasts
   each positive against the other images' locations under the same Y, i.e.
   the bound on the transposed matrix, candidates {(b, m)} + {(j, m'), j != b},
@@ -96,7 +97,7 @@ def local_scores(l_BxMxE: jax.Array, g_BxE: jax.Array):
 
 
 class LocalCritic(nnx.Module):
-  """DIM's encode-and-dot critic for C_m(X) vs Y (paper, Appendix A.2).
+  """DIM's encode-and-dot critic for C_m(X) vs Y (the paper's appendix).
 
     l(C) = conv1x1(relu(conv1x1(C))) + conv1x1_skip(C)     per location
     g(Y) = linear(relu(linear(Y))) + linear_skip(Y)
@@ -171,10 +172,13 @@ class GlobalCritic(nnx.Module):
 
 
 class PriorDiscriminator(nnx.Module):
-  """D(v) = sigmoid(MLP(v)), MLP d -> 1000 -> 200 -> 1 (paper, Appendix A.2)."""
+  """D(v) = sigmoid(MLP(v)), MLP d -> 1000 -> 200 -> 1.
 
-  def __init__(self, code_dim: int, *, hidden_dims: tuple[int, ...] = (1000, 200),
-               rngs: nnx.Rngs):
+  Default sizes as we read the paper's appendix (not re-checked here).
+  """
+
+  def __init__(self, code_dim: int, *,
+               hidden_dims: tuple[int, ...] = (1000, 200), rngs: nnx.Rngs):
     dims = (code_dim, *hidden_dims, 1)
     self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs)
                             for a, b in zip(dims[:-1], dims[1:])])
@@ -188,7 +192,7 @@ class PriorDiscriminator(nnx.Module):
 
 
 def prior_objective(d_prior_B: jax.Array, d_code_B: jax.Array) -> jax.Array:
-  """The discriminator's objective of the prior term (paper, eq. 7), from logits.
+  """The discriminator's objective of the prior term (paper, eq. 7).
 
     D_hat = E_v~V [log D(v)] + E_x [log(1 - D(code(x)))]
           = -mean softplus(-d(v)) - mean softplus(d(code)),   D = sigmoid(d)
@@ -228,7 +232,8 @@ def make_dim_model(encoder: nnx.Module, *, rngs: nnx.Rngs,
                    local_score_scale: float = 1.0,
                    global_conv_channels: tuple[int, ...] = (64, 32),
                    global_hidden_dims: tuple[int, ...] = (512, 512),
-                   prior_hidden_dims: tuple[int, ...] = (1000, 200)) -> DIMModel:
+                   prior_hidden_dims: tuple[int, ...] = (1000, 200),
+                   ) -> DIMModel:
   """Builds a `DIMModel` with only the parts whose weight is non-zero.
 
   Args:
@@ -254,7 +259,7 @@ def make_dim_model(encoder: nnx.Module, *, rngs: nnx.Rngs,
 
 def augment(images_BxHxWxC: jax.Array, key: jax.Array, *,
             crop_size: Optional[int] = None, flip: bool = False) -> jax.Array:
-  """Random `crop_size` crops and horizontal flips (the paper's STL-10 setup)."""
+  """Random `crop_size` crops and horizontal flips (paper's STL-10 setup)."""
   key_crop, key_flip = jax.random.split(key)
   if crop_size is not None and crop_size < images_BxHxWxC.shape[1]:
     from mi_jax import views  # pylint: disable=g-import-not-at-top
