@@ -150,3 +150,8 @@ def test_cli_bad_input_exits_2_with_message(tmp_path, capsys):
                    str(tmp_path / "y.npy")])
   assert code == 2
   assert "no such file" in capsys.readouterr().err
+  np.save(tmp_path / "y1.npy", np.zeros(10))
+  code = cli_main(["estimate", "--x", str(tmp_path / "x.npy"), "--y",
+                   str(tmp_path / "y1.npy")])
+  assert code == 2
+  assert "reshape(-1, 1)" in capsys.readouterr().err

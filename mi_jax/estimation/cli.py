@@ -17,6 +17,16 @@ import numpy as np
 
 def load_samples(path: str) -> np.ndarray:
   """Loads a sample matrix from .npy, .npz (its only array), .csv or .txt."""
+  a = _load(path)
+  if np.ndim(a) == 1:
+    raise ValueError(
+        f"{path} holds a 1-D array of shape {np.shape(a)}; samples must be "
+        f"2-D [n_samples, dim]: save a scalar variable as "
+        f"np.save(path, a.reshape(-1, 1)).")
+  return a
+
+
+def _load(path: str):
   if not os.path.exists(path):
     raise ValueError(f"no such file: {path}")
   ext = os.path.splitext(path)[1].lower()
