@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from scipy import special
 
 from mi_jax.estimation import _checks
 from mi_jax.estimation import _objective
@@ -224,10 +225,33 @@ def _compiled(bound, bound_options, critic, critic_options, dim_x, dim_y):
 # estimate().
 
 
+PREPROCESS = ("standardize", "gaussianize", "none")
+
+
 def _standardize(x_NxD, train_idx):
+  """z-scores every column with the training rows' mean and std."""
   mean = x_NxD[train_idx].mean(0)
   std = x_NxD[train_idx].std(0)
   return (x_NxD - mean) / np.where(std > 0, std, 1.0)
+
+
+def _gaussianize(x_NxD, train_idx):
+  """Per column: u = ECDF_train(x) (interpolated, kept in (0, 1)), z = Phi^-1(u).
+
+  A monotone map of each coordinate, fitted on the training rows only and
+  applied to all rows, so held-out rows do not leak into it. I(f(X); g(Y)) =
+  I(X; Y) for invertible f, g (up to the ECDF's resolution), and the
+  marginals become near-Gaussian: heavy tails no longer blow up e^T terms.
+  """
+  n = len(train_idx)
+  out = np.empty(x_NxD.shape, np.float64)
+  for j in range(x_NxD.shape[1]):
+    ref = np.sort(x_NxD[train_idx, j].astype(np.float64))
+    grid = (np.arange(n) + 0.5) / n
+    u = np.interp(x_NxD[:, j], ref, grid, left=0.5 / (n + 1),
+                  right=1.0 - 0.5 / (n + 1))
+    out[:, j] = special.ndtri(u)
+  return out
 
 
 def _stderr(values_M, batch_size, n_heldout):
@@ -267,7 +291,7 @@ def estimate(x, y, *, bound: str = "smile", critic: str = "separable",
              batch_size: int = 256, steps: int = 5000, lr: float = 5e-4,
              seed: int = 0, holdout: float = 0.2, eval_every: int = 250,
              patience: int | None = 8, min_delta: float = 0.01,
-             eval_batches: int = 32, standardize: bool = True,
+             eval_batches: int = 32, preprocess: str = "standardize",
              bound_options: dict | None = None,
              critic_options: dict | None = None) -> EstimateResult:
   """Neural variational estimate of I(X; Y) in nats, read out on held-out data.
@@ -307,8 +331,11 @@ def estimate(x, y, *, bound: str = "smile", critic: str = "separable",
     patience: evaluations without improvement before stopping; None disables.
     min_delta: improvement in nats that resets the patience counter.
     eval_batches: M, random batches per validation / test evaluation.
-    standardize: z-score each column with the training split's mean and std
-      (MI is invariant to it; it helps optimisation).
+    preprocess: per-column map fitted on the training split (MI is invariant
+      to invertible per-coordinate maps): "standardize" (z-score, default),
+      "gaussianize" (training ECDF then the normal quantile: use it for
+      heavy-tailed data, where NWJ / DV / MINE read-outs otherwise explode),
+      or "none".
     bound_options: keyword options of the bound, e.g. {"clip": 5.0} (SMILE).
     critic_options: keyword options of the critic (see mi_jax.critics);
       None: DEFAULT_CRITIC_OPTIONS (separable: hidden (128,), out_dim 32).
@@ -340,6 +367,9 @@ def estimate(x, y, *, bound: str = "smile", critic: str = "separable",
         f"{max(min(n_train, n_valid), 1)}, a larger holdout, or more samples.")
   if not lr > 0:
     raise ValueError(f"lr must be positive; got {lr}.")
+  if preprocess not in PREPROCESS:
+    raise ValueError(f"preprocess must be one of {', '.join(PREPROCESS)}; "
+                     f"got {preprocess!r}.")
   objective = _objective.make_objective(bound, bound_options)  # checks the name
   if not isinstance(critic, str):
     raise ValueError(f"critic must be a name such as 'separable'; got "
@@ -353,9 +383,10 @@ def estimate(x, y, *, bound: str = "smile", critic: str = "separable",
   valid_idx, test_idx = perm[n_train:n_train + n_valid], perm[n_train + n_valid:]
   x_NxDx = x_NxDx.astype(np.float32)
   y_NxDy = y_NxDy.astype(np.float32)
-  if standardize:
-    x_NxDx = _standardize(x_NxDx, train_idx).astype(np.float32)
-    y_NxDy = _standardize(y_NxDy, train_idx).astype(np.float32)
+  if preprocess != "none":
+    fn = _standardize if preprocess == "standardize" else _gaussianize
+    x_NxDx = fn(x_NxDx, train_idx).astype(np.float32)
+    y_NxDy = fn(y_NxDy, train_idx).astype(np.float32)
   x_train = jnp.asarray(x_NxDx[train_idx])
   y_train = jnp.asarray(y_NxDy[train_idx])
   valid = _heldout_batches(rng, x_NxDx, y_NxDy, valid_idx, batch_size,
