@@ -10,6 +10,7 @@ writes it with a CSV to --out.
 
   python experiments/estimation_accuracy.py                # 5,000 samples
   python experiments/estimation_accuracy.py --quick        # 2,000 samples, 2 bounds
+  python experiments/estimation_accuracy.py --preprocess gaussianize --tasks cubic,student
 """
 
 import argparse
@@ -50,7 +51,7 @@ def run_estimator(name, x, y, args):
   else:
     r = estimation.estimate(
         x, y, bound=name, critic=args.critic, batch_size=args.batch_size,
-        steps=args.steps, seed=args.seed,
+        steps=args.steps, seed=args.seed, preprocess=args.preprocess,
         bound_options={"clip": 5.0} if name == "smile" else None)
     value, se, flags = r.mi, r.stderr, r.flags
   return value, se, flags, time.perf_counter() - t0
@@ -99,6 +100,10 @@ def main(argv=None):
   parser.add_argument("--critic", default="separable")
   parser.add_argument("--bounds", default=",".join(NEURAL))
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--preprocess", default="standardize",
+                      help="standardize, gaussianize or none (neural bounds)")
+  parser.add_argument("--tasks", default="",
+                      help="comma-separated substrings of task names to run")
   parser.add_argument("--out", default="experiments/outputs/estimation_accuracy")
   args = parser.parse_args(argv)
   if args.quick:
@@ -107,10 +112,13 @@ def main(argv=None):
   os.makedirs(args.out, exist_ok=True)
   print(f"jax {jax.__version__} on {jax.devices()[0].platform}; n={args.n}, "
         f"steps<={args.steps}, batch {args.batch_size}, critic {args.critic}, "
-        f"load average {os.getloadavg()[0]:.1f}", flush=True)
+        f"preprocess {args.preprocess}, load average "
+        f"{os.getloadavg()[0]:.1f}", flush=True)
 
   rows = []
-  for task in make_tasks():
+  selected = [t for t in make_tasks() if not args.tasks
+              or any(k in t.name for k in args.tasks.split(","))]
+  for task in selected:
     x, y = task.sample(args.n, seed=args.seed)
     for name in names:
       value, se, flags, secs = run_estimator(name, x, y, args)

@@ -2,6 +2,7 @@
 
   mi-jax estimate --x x.npy --y y.npy [--bound smile] [--critic separable]
                   [--steps 5000] [--batch-size 256] [--method neural|gaussian|ksg]
+                  [--preprocess standardize|gaussianize|none]
 
 Prints "estimate ± standard error nats" (plus warning flags) on one line.
 Files: .npy (a 2-D array [n_samples, dim]) or .csv/.txt (numbers, one sample
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace, extra_argv: list[str]) -> int:
     result = estimation.estimate(
         x, y, bound=args.bound, critic=args.critic, batch_size=args.batch_size,
         steps=args.steps, lr=args.lr, seed=args.seed, holdout=args.holdout,
-        bound_options=bound_options)
+        preprocess=args.preprocess, bound_options=bound_options)
   except ValueError as e:
     print(f"mi-jax estimate: error: {e}", file=sys.stderr)
     return 2
@@ -97,6 +98,10 @@ def register(subparsers) -> None:
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--holdout", type=float, default=0.2,
                  help="fraction held out for validation + test read-out")
+  p.add_argument("--preprocess", default="standardize",
+                 choices=("standardize", "gaussianize", "none"),
+                 help="per-column map fitted on the training split; "
+                 "gaussianize for heavy-tailed data")
   p.add_argument("--k", type=int, default=3, help="KSG neighbours")
   p.add_argument("-v", "--verbose", action="store_true")
   p.set_defaults(func=run, accepts_extra=False)
