@@ -194,7 +194,7 @@ def _compiled(bound, bound_options, critic, critic_options, dim_x, dim_y):
   """`Compiled` functions for one configuration.
 
   Cached across calls, so repeated estimates with one configuration compile
-  once (per data shape). `init(key) -> carry` builds the critic under jit:
+  once (per data shape). `init(key, lr) -> carry` builds the critic under jit:
   eager initialisation would compile every initializer op separately.
   """
   objective = _objective.make_objective(bound, dict(bound_options))
