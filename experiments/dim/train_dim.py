@@ -3,8 +3,10 @@
   python experiments/dim/train_dim.py --config experiments/configs/dim_mnist5k.py \
       --workdir /tmp/mi_jax/dim_mnist5k [--config.KEY=VALUE ...]
 
-The generic `mi_jax.training.loop.train` builds a multiview model only, so this
-is a short loop on the library's pieces: `init_train_state`, `make_train_step`
+The generic trainer (`mi_jax.training.loop`) builds models from objectives
+registered by name in `mi_jax.training.experiment`; DIM is not registered
+there (its configs keep `config.objective` as a subtree of DIM weights), so
+this is a short loop on the library's pieces: `init_train_state`, `make_train_step`
 with `mi_jax.objectives.dim.make_dim_loss` (one loss, one Adam; the prior
 term's min-max is done by gradient reversal), `jax.jit` on one device or
 `mi_jax.training.sharding.shard_train_step` over a mesh of all devices,
