@@ -1,4 +1,4 @@
-"""§3.1b of Tschannen et al. (ICLR 2020): an adversarially trained invertible encoder.
+"""§3.1b of Tschannen et al. (ICLR 2020): an adversarial invertible encoder.
 
 g1 is a RealNVP of 30 affine couplings (2x512 ReLU nets, weights ~ truncated
 N(0, 1e-4^2), near-identity start) on the top MNIST half. A linear classifier

@@ -92,7 +92,7 @@ def settings_from_args(args, **overrides) -> Settings:
 
 
 def load_mnist(settings: Settings) -> dict:
-  """Returns {"train": {...}, "test": {...}}: images f32 [N, 28, 28, 1] in [0, 1]."""
+  """{"train", "test"}: "image" f32 [N, 28, 28, 1] in [0, 1], "label" i32."""
   out = {}
   for split in ("train", "test"):
     arrays = data_lib.load_arrays(settings.dataset, split,
@@ -175,7 +175,7 @@ def make_chunk_fn(step_fn: Callable, num_steps: int, batch_size: int,
 def batched_apply(fn, x_N, block=1000):
   """Applies `fn` to `x_N` in blocks of rows (bounded memory), concatenated."""
   outs = [fn(x_N[i:i + block]) for i in range(0, x_N.shape[0], block)]
-  return jnp.concatenate(outs, axis=-2) if outs[0].ndim > 1 else jnp.concatenate(outs)
+  return jnp.concatenate(outs, axis=-2 if outs[0].ndim > 1 else 0)
 
 
 def heldout_metric(eval_fn: Callable, states_S, images, labels, key,
@@ -191,7 +191,8 @@ def heldout_metric(eval_fn: Callable, states_S, images, labels, key,
   for i in range(n):
     sl = slice(i * batch_size, (i + 1) * batch_size)
     batch = {"image": images[sl], "label": labels[sl]}
-    vals.append(np.asarray(eval_fn(states_S, batch, jax.random.fold_in(key, i))))
+    vals.append(np.asarray(
+        eval_fn(states_S, batch, jax.random.fold_in(key, i))))
   return np.mean(np.stack(vals), axis=0)
 
 
@@ -262,7 +263,7 @@ def multiview_program(make_g1: Callable, make_g2: Callable,
 def run_program(name: str, program: Program, data: dict, settings: Settings,
                 *, seed_ids=None, verbose: bool = True,
                 return_states: bool = False):
-  """Trains `len(seed_ids)` seeds as one vmapped program; evaluates periodically.
+  """Trains `len(seed_ids)` seeds as one vmapped program, evaluating as it goes.
 
   Every `settings.eval_every` steps (and at step 0) each seed gets: the bound
   on held-out test batches (`mi_test`), the mean training-batch bound of the
@@ -412,7 +413,7 @@ def mean_std(values) -> tuple[float, float, int]:
 
 
 def failed_seeds(rows: list[dict]) -> list[int]:
-  """Seeds with any non-finite step, bound or accuracy (reported, not dropped)."""
+  """Seeds with a non-finite step, bound or accuracy (reported, not dropped)."""
   bad = set()
   for r in rows:
     vals = [r.get(k) for k in ("mi_test", "accuracy") if k in r]

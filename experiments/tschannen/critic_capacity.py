@@ -7,7 +7,7 @@ trained with I_NCE and with I_NWJ. The paper's claim (Fig. 3): bilinear and
 separable critics give higher linear-probe accuracy than the MLP critic while
 reaching a lower I_NWJ.
 
-  .venv/bin/python experiments/tschannen/critic_capacity.py          # paper setting
+  .venv/bin/python experiments/tschannen/critic_capacity.py  # paper setting
   .venv/bin/python experiments/tschannen/critic_capacity.py --quick
 """
 

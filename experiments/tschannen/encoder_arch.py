@@ -8,7 +8,7 @@ the loss |I_EST - t|, for I_EST in {I_NCE, I_NWJ}. The paper's claim
 (Fig. 4a/b): at matched bound values the ConvNet gives clearly better
 linear-probe accuracy than the MLP.
 
-  .venv/bin/python experiments/tschannen/encoder_arch.py          # paper setting
+  .venv/bin/python experiments/tschannen/encoder_arch.py  # paper setting
   .venv/bin/python experiments/tschannen/encoder_arch.py --quick
 """
 

@@ -1,4 +1,4 @@
-"""§3.1c of Tschannen et al. (ICLR 2020): a bias toward hard-to-invert encoders.
+"""§3.1c of Tschannen et al. (ICLR 2020): bias toward hard-to-invert encoders.
 
 g1, g2 are residual MLPs of 5 dense layers of width 392 (ReLU on all but the
 last), weights ~ truncated N(0, 1e-4^2), zero biases: near the identity, so
@@ -10,7 +10,7 @@ condition number log(sigma_max / sigma_min) of g1's Jacobian at 128 held-out
 test inputs, 32 with --quick (paper, Fig. 2c: it grows, the encoder becomes
 hard to invert).
 
-  .venv/bin/python experiments/tschannen/hard_to_invert.py          # paper setting
+  .venv/bin/python experiments/tschannen/hard_to_invert.py  # paper setting
   .venv/bin/python experiments/tschannen/hard_to_invert.py --quick
 """
 
@@ -24,7 +24,8 @@ import jax.numpy as jnp
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
 from experiments.tschannen import common  # pylint: disable=g-import-not-at-top
-from mi_jax import critics, encoders, views  # pylint: disable=g-import-not-at-top
+# pylint: disable-next=g-import-not-at-top
+from mi_jax import critics, encoders, views
 
 BOUNDS = {"infonce": "I_NCE", "nwj": "I_NWJ"}
 NOISE_STD = 0.05

@@ -1,4 +1,4 @@
-"""§3.1a of Tschannen et al. (ICLR 2020): MI maximization with invertible encoders.
+"""§3.1a of Tschannen et al. (ICLR 2020): MI maximization, invertible encoders.
 
 g1, g2 are RealNVP encoders of 30 additive couplings (each a 2x512 ReLU MLP
 of the 196 kept coordinates; a fixed random permutation after each), with

@@ -10,7 +10,7 @@ N(0, [[2, 0.4], [0.4, 2]]). Critic: concat MLP (x, y) -> 5 x 10 ReLU -> 1;
 Adam 1e-4, batch 128, 20,000 steps; the curves are the training-batch
 estimates, Gaussian-smoothed (sigma = 100 steps) as in the paper's Fig. 4c.
 
-  .venv/bin/python experiments/tschannen/noniid.py            # 20 seeds, 20k steps
+  .venv/bin/python experiments/tschannen/noniid.py  # 20 seeds, 20k steps
   .venv/bin/python experiments/tschannen/noniid.py --quick
 """
 
@@ -28,7 +28,8 @@ from flax import nnx
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
 from experiments.tschannen import common  # pylint: disable=g-import-not-at-top
-from mi_jax import bounds, critics, training  # pylint: disable=g-import-not-at-top
+# pylint: disable-next=g-import-not-at-top
+from mi_jax import bounds, critics, training
 
 SIGMA_Z = np.array([[1.0, -0.5], [-0.5, 1.0]])
 SIGMA_EPS = np.array([[1.0, 0.9], [0.9, 1.0]])
@@ -37,7 +38,7 @@ LABELS = {"infonce": "I_NCE", "nwj": "I_NWJ"}
 
 
 def true_mi() -> float:
-  """I(X; Y) of one pair, marginal N(0, SIGMA_Z + SIGMA_EPS): -1/2 log(1 - rho^2)."""
+  """I(X; Y) of a pair ~ N(0, SIGMA_Z + SIGMA_EPS): -1/2 log(1 - rho^2)."""
   s = SIGMA_Z + SIGMA_EPS
   rho_sq = s[0, 1] * s[1, 0] / (s[0, 0] * s[1, 1])
   return float(-0.5 * np.log(1.0 - rho_sq))
@@ -111,7 +112,8 @@ def run_config(bound: str, iid: bool, settings: common.Settings,
 
 def smooth(x_T, sigma=100):
   """Gaussian smoothing along time (the paper's gaussian_filter1d(., 100))."""
-  from scipy.ndimage import gaussian_filter1d  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from scipy.ndimage import gaussian_filter1d
   return gaussian_filter1d(x_T, sigma, axis=0, mode="nearest")
 
 

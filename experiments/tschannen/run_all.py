@@ -8,7 +8,7 @@ experiment prints its table and writes its CSV (experiments/tschannen/results/)
 and its figure (docs/figures/tschannen_*.png); a summary of wall times ends
 the run. An experiment that raises is reported as failed, and the rest run.
 
-  .venv/bin/python experiments/tschannen/run_all.py --quick   # < 30 min, 2 CPU cores
+  .venv/bin/python experiments/tschannen/run_all.py --quick  # reduced
   .venv/bin/python experiments/tschannen/run_all.py           # paper setting
 """
 
