@@ -8,7 +8,8 @@ held-out test split every `eval_every`, the linear-probe accuracy every
 `probe_every`, a checkpoint every `checkpoint_every`. SIGTERM / SIGINT save a
 checkpoint and return; a non-finite loss stops with a clear message and keeps
 the last good checkpoint. At the end: final evaluation (linear probe of the
-learned features beside the raw-pixel baseline, kNN, held-out bound),
+learned features beside the raw-pixel baseline, kNN, held-out bound; MLP
+probe and random-model baseline when the config asks for them),
 `summary.json` and `curves.png`.
 
 The step key of step t (1-based) is `fold_in(key(seed), t)`, so a resumed run
@@ -29,7 +30,8 @@ from mi_jax.training import config as config_lib
 from mi_jax.training import metrics as metrics_lib
 from mi_jax.training.experiment import (  # pylint: disable=unused-import
     Objective, Run, build_run, final_evaluation, format_results, global_batch,
-    heldout_bound, make_iterator, probe, register_objective)
+    heldout_bound, make_iterator, probe, random_state, register_objective,
+    run_title)
 
 SUMMARY_FILENAME = "summary.json"
 
@@ -268,8 +270,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
       rows = metrics_lib.read_jsonl(os.path.join(workdir, metrics_lib.METRICS_FILENAME))
       metrics_lib.plot_curves(
           rows, os.path.join(workdir, metrics_lib.CURVES_FILENAME),
-          title=f"{config.dataset} {config.views}: {config.encoder.name} / "
-                f"{config.critic.name} / {config.bound.name}")
+          title=run_title(config))
       with open(os.path.join(workdir, SUMMARY_FILENAME), "w") as f:
         json.dump(summary, f, indent=2)
       _log(format_results(results, config))
