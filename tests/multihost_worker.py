@@ -22,32 +22,12 @@ def train_losses(num_steps: int = NUM_STEPS):
   import jax.numpy as jnp
   import numpy as np
   import optax
-  from flax import nnx
   from mi_jax import training, views
   from mi_jax.objectives import multiview
   from mi_jax.training import sharding
 
-  class Bilinear(nnx.Module):
-
-    def __init__(self, d, *, rngs):
-      self.w = nnx.Param(jax.random.normal(rngs.params(), (d, d)) / d)
-
-    def __call__(self, za, zb):
-      return (za @ self.w[...] @ zb.T).astype(jnp.float32)
-
-  class Enc(nnx.Module):
-
-    def __init__(self, din, dout, *, rngs):
-      self.l1 = nnx.Linear(din, 32, rngs=rngs)
-      self.bn = nnx.BatchNorm(32, rngs=rngs)
-      self.l2 = nnx.Linear(32, dout, rngs=rngs)
-
-    def __call__(self, x):
-      return self.l2(jax.nn.relu(self.bn(self.l1(x))))
-
-  rngs = nnx.Rngs(0)
-  model = multiview.MultiviewModel(Enc(16, 8, rngs=rngs), Enc(16, 8, rngs=rngs),
-                                   Bilinear(8, rngs=rngs))
+  import tiny_models  # pylint: disable=g-import-not-at-top
+  model = tiny_models.tiny_multiview_model()
   tx = optax.sgd(0.2, momentum=0.9)  # not Adam: see test_train_step
   graphdef, state = training.init_train_state(model, tx)
   loss_fn = multiview.make_multiview_loss(

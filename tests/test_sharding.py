@@ -5,38 +5,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from flax import nnx
 
 from mi_jax import bounds, training, views
 from mi_jax.objectives import multiview
 from mi_jax.training import sharding
 
-
-class _Bilinear(nnx.Module):
-
-  def __init__(self, d, *, rngs):
-    self.w = nnx.Param(jax.random.normal(rngs.params(), (d, d)) / d)
-
-  def __call__(self, za, zb):
-    return (za @ self.w[...] @ zb.T).astype(jnp.float32)
-
-
-class _Enc(nnx.Module):
-  """Linear -> BatchNorm -> ReLU -> Linear: BN makes the batch mix matter."""
-
-  def __init__(self, din, dout, *, rngs):
-    self.l1 = nnx.Linear(din, 32, rngs=rngs)
-    self.bn = nnx.BatchNorm(32, rngs=rngs)
-    self.l2 = nnx.Linear(32, dout, rngs=rngs)
-
-  def __call__(self, x):
-    return self.l2(jax.nn.relu(self.bn(self.l1(x))))
+import tiny_models  # tests/tiny_models.py
 
 
 def _setup(bound="infonce"):
-  rngs = nnx.Rngs(0)
-  model = multiview.MultiviewModel(
-      _Enc(16, 8, rngs=rngs), _Enc(16, 8, rngs=rngs), _Bilinear(8, rngs=rngs))
+  model = tiny_models.tiny_multiview_model()
   tx = optax.sgd(0.5, momentum=0.9)
   graphdef, state = training.init_train_state(model, tx)
   # Random crops (key-dependent views) + per-view noise exercise the RNG too.
