@@ -6,6 +6,9 @@ Public names:
   BatchIterator(data, batch_size, *, seed, ...) -> deterministic host-sharded
     batches with get_state() / set_state()
   prepare_mnist5k(data_dir=None), default_data_dir()
+  prepare_mnist(data_dir=None, datasets_dir=None): full MNIST from IDX files
+  datasets_dir(override=None), require_file(relpath, override=None): the
+    folder of real offline data sets (../shared/data) and clear errors
 """
 from mi_jax.data.embedded import default_data_dir
 from mi_jax.data.embedded import prepare_mnist5k
@@ -13,3 +16,6 @@ from mi_jax.data.iterator import BatchIterator
 from mi_jax.data.loader import data_source
 from mi_jax.data.loader import load_arrays
 from mi_jax.data.loader import to_model_batch
+from mi_jax.data.mnist import prepare_mnist
+from mi_jax.data.shared import datasets_dir
+from mi_jax.data.shared import require as require_file

@@ -122,7 +122,7 @@ class Mnist5k(tfds.core.GeneratorBasedBuilder):
 
 
 @contextlib.contextmanager
-def _file_lock(path):
+def file_lock(path):
   """An exclusive `fcntl` lock on `path`, held for the `with` block."""
   with open(path, "a") as f:
     fcntl.flock(f, fcntl.LOCK_EX)
@@ -142,7 +142,7 @@ def prepare_mnist5k(data_dir=None) -> str:
   if Mnist5k(data_dir=data_dir).is_prepared():
     return data_dir
   os.makedirs(data_dir, exist_ok=True)
-  with _file_lock(os.path.join(data_dir, f".{NAME}.lock")):
+  with file_lock(os.path.join(data_dir, f".{NAME}.lock")):
     builder = Mnist5k(data_dir=data_dir, file_format="array_record")
     if not builder.is_prepared():
       builder.download_and_prepare(

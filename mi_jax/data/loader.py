@@ -15,6 +15,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from mi_jax.data import embedded
+from mi_jax.data import mnist
+from mi_jax.data import shared
 
 _HOW_TO_PREPARE = """\
 On a machine with internet, prepare it in ArrayRecord format:
@@ -46,7 +48,7 @@ def _resolve_data_dir(data_dir):
   return os.fspath(data_dir or embedded.default_data_dir())
 
 
-def data_source(name: str, split: str, data_dir=None):
+def data_source(name: str, split: str, data_dir=None, datasets_dir=None):
   """A random-access TFDS source (`len`, `source[i] -> dict`) for one split.
 
   Args:
@@ -55,6 +57,9 @@ def data_source(name: str, split: str, data_dir=None):
     split: a TFDS split string (`"train"`, `"test[:10%]"`, ...).
     data_dir: folder of prepared TFDS data; default `$MI_JAX_DATA_DIR` or
       `~/.cache/mi_jax/tensorflow_datasets`.
+    datasets_dir: the folder of raw offline data sets (`../shared/data` by
+      default, see `mi_jax.data.shared`); `mnist` is prepared from its IDX
+      files there when they exist, else the standard TFDS `mnist` is read.
 
   Raises:
     ValueError: unknown data set name.
@@ -63,6 +68,10 @@ def data_source(name: str, split: str, data_dir=None):
   data_dir = _resolve_data_dir(data_dir)
   if name == embedded.NAME:
     embedded.prepare_mnist5k(data_dir)
+  if name == mnist.NAME and (
+      mnist.is_prepared(data_dir)
+      or shared.available(mnist.FILES["train"][0], datasets_dir)):
+    return mnist.data_source(split, data_dir, datasets_dir)
   try:
     return tfds.data_source(name, split=split, data_dir=data_dir,
                             download=False, try_gcs=False)
@@ -131,10 +140,10 @@ def read_batch(source, indices):
   return to_model_batch(examples, image_key=image_key, label_key=label_key)
 
 
-def load_arrays(name: str, split: str, *, data_dir=None):
+def load_arrays(name: str, split: str, *, data_dir=None, datasets_dir=None):
   """A whole split as `{"image": f32 [N,H,W,C] in [0,1], "label": i32 [N]}`.
 
   Same arguments and errors as `data_source`; NaN / inf -> ValueError.
   """
-  source = data_source(name, split, data_dir=data_dir)
+  source = data_source(name, split, data_dir=data_dir, datasets_dir=datasets_dir)
   return read_batch(source, range(len(source)))
