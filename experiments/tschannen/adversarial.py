@@ -153,8 +153,8 @@ def run(settings, seed_ids, *, encoder_steps, record_every, data,
       loss_c, loss_e = np.asarray(lc).mean(0), np.asarray(le).mean(0)
       nonfinite += np.asarray(~fin).sum(0)
     tw, tc = time.time(), time.process_time()
-    ftr = common.batched_apply(lambda x: features(enc_S, x), x_tr)
-    fte = common.batched_apply(lambda x: features(enc_S, x), x_te)
+    ftr = common.features_S(features, enc_S, x_tr)
+    fte = common.features_S(features, enc_S, x_te)
     acc_S = common.probe_all(ftr, tr["label"], fte, te["label"])
     timing["eval"].append((time.time() - tw, time.process_time() - tc))
     for i, seed in enumerate(seed_ids):

@@ -29,8 +29,10 @@ from flax import nnx
 
 from mi_jax import data as data_lib
 from mi_jax import evaluation
+from mi_jax import objectives
 from mi_jax import training
 from mi_jax import views as views_lib
+from mi_jax.evaluation import protocols
 from mi_jax.objectives import multiview
 
 RESULTS_DIR = os.path.join(os.path.dirname(__file__), "results")
@@ -97,12 +99,11 @@ def load_mnist(settings: Settings) -> dict:
   for split in ("train", "test"):
     arrays = data_lib.load_arrays(settings.dataset, split,
                                   data_dir=settings.data_dir)
-    image = np.asarray(arrays["image"])
-    if image.dtype == np.uint8:
-      image = image.astype(np.float32) / 255.0
-    image = image.astype(np.float32).reshape(-1, 28, 28, 1)
-    out[split] = {"image": image,
-                  "label": np.asarray(arrays["label"], np.int32)}
+    if arrays["image"].shape[1:] != (28, 28, 1):
+      raise ValueError(f"--dataset {settings.dataset}: the experiments need "
+                       "MNIST-shaped images [N, 28, 28, 1], got "
+                       f"{arrays['image'].shape}")
+    out[split] = arrays
   return out
 
 
@@ -138,73 +139,60 @@ def make_chunk_fn(step_fn: Callable, num_steps: int, batch_size: int,
                   scan: bool = True):
   """`chunk(states_S, keys_S, images, labels)`: `num_steps` vmapped steps.
 
-  Each step draws one batch per seed from that seed's key and applies
-  `training.vmap_over_seeds(step_fn, batch_axis=0)`. With `scan`, the steps
-  run under one jitted `lax.scan`; without, a Python loop calls the jitted
-  vmapped step (the same computation: on CPU, XLA runs convolutions inside
-  a loop body several times slower, so the ConvNet runs use `scan=False`).
+  Each seed's step t draws its batch (`sample_batch`, with replacement) from
+  step t's key, `jax.random.split(key_s, num_steps)[t]`
+  (`training.with_batch_sampler`). With `scan`, the steps run under one
+  jitted `lax.scan` (`training.make_multi_step`, vmapped over seeds); without,
+  a Python loop calls the jitted vmapped step with the same keys (the same
+  computation: on CPU, XLA runs convolutions inside a loop body several
+  times slower, so the ConvNet runs use `scan=False`).
   Returns (states_S, metrics with leaves [num_steps, S]).
   """
-  vstep = training.vmap_over_seeds(step_fn, batch_axis=0, key_axis=0)
-
-  def one_step(states_S, t, keys_S, images, labels):
-    k_S = jax.vmap(lambda k: jax.random.fold_in(k, t))(keys_S)
-    kb_S, ks_S = jax.vmap(lambda k: tuple(jax.random.split(k)))(k_S)
-    batch = jax.vmap(sample_batch, in_axes=(None, None, 0, None))(
-        images, labels, kb_S, batch_size)
-    return vstep(states_S, batch, ks_S)
-
+  step = training.with_batch_sampler(
+      step_fn, lambda data, key: sample_batch(*data, key, batch_size))
   if scan:
-    def chunk(states_S, keys_S, images, labels):
-      return jax.lax.scan(
-          lambda st, t: one_step(st, t, keys_S, images, labels), states_S,
-          jnp.arange(num_steps))
-    return jax.jit(chunk, donate_argnums=0)
+    multi = training.vmap_over_seeds(
+        training.make_multi_step(step, num_steps, batch_axis=None),
+        batch_axis=None, key_axis=0)
+    multi = jax.jit(multi, donate_argnums=0)
 
-  step_jit = jax.jit(one_step, donate_argnums=0)
+    def chunk(states_S, keys_S, images, labels):
+      states_S, metrics = multi(states_S, (images, labels), keys_S)
+      return states_S, jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), metrics)
+    return chunk
+
+  one = jax.jit(training.vmap_over_seeds(step, batch_axis=None, key_axis=0),
+                donate_argnums=0)
 
   def chunk_loop(states_S, keys_S, images, labels):
+    keys_SxT = jax.vmap(lambda k: jax.random.split(k, num_steps))(keys_S)
     outs = []
     for t in range(num_steps):
-      states_S, m = step_jit(states_S, jnp.int32(t), keys_S, images, labels)
+      states_S, m = one(states_S, (images, labels), keys_SxT[:, t])
       outs.append(m)
     return states_S, jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
   return chunk_loop
 
 
-def batched_apply(fn, x_N, block=1000):
-  """Applies `fn` to `x_N` in blocks of rows (bounded memory), concatenated."""
-  outs = [fn(x_N[i:i + block]) for i in range(0, x_N.shape[0], block)]
-  return jnp.concatenate(outs, axis=-2 if outs[0].ndim > 1 else 0)
-
-
-def heldout_metric(eval_fn: Callable, states_S, images, labels, key,
-                   batch_size: int) -> np.ndarray:
-  """Mean of `eval_fn(states_S, batch, key) -> [S]` over full test batches.
-
-  The held-out bound of every seed, on the test split in batches of the
-  training batch size (a bound value depends on the batch size); a remainder
-  smaller than one batch is left out.
-  """
-  n = images.shape[0] // batch_size
-  vals = []
-  for i in range(n):
-    sl = slice(i * batch_size, (i + 1) * batch_size)
-    batch = {"image": images[sl], "label": labels[sl]}
-    vals.append(np.asarray(
-        eval_fn(states_S, batch, jax.random.fold_in(key, i))))
-  return np.mean(np.stack(vals), axis=0)
-
-
 def probe_all(feats_train_S, y_train, feats_test_S, y_test) -> np.ndarray:
-  """Linear-probe accuracy per seed; NaN (a failure) for non-finite features."""
+  """Linear-probe accuracy per seed (the "probe" protocol's quick part);
+  NaN (a failure) for non-finite features."""
+  probe = protocols.get("probe")
+  labels = {"train": y_train, "test": y_test}
   accs = []
   for ftr, fte in zip(np.asarray(feats_train_S), np.asarray(feats_test_S)):
     if not (np.isfinite(ftr).all() and np.isfinite(fte).all()):
       accs.append(np.nan)
       continue
-    accs.append(float(evaluation.linear_probe(ftr, y_train, fte, y_test)))
+    accs.append(probe({"train": ftr, "test": fte}, labels, options={},
+                      seed=0, full=False)["linear_acc"])
   return np.asarray(accs)
+
+
+def features_S(features_fn, states_S, x_N, *args) -> np.ndarray:
+  """`features_fn(states_S, x, *args) -> [S, C, D]` over `x_N` in chunks: [S, N, D]."""
+  return training.apply_in_chunks(lambda x: features_fn(states_S, x, *args),
+                                  x_N, 1000, axis=1)
 
 
 @dataclasses.dataclass
@@ -317,7 +305,8 @@ def run_program(name: str, program: Program, data: dict, settings: Settings,
 
   tr, te = data["train"], data["test"]
   tr_img, tr_lab = jnp.asarray(tr["image"]), jnp.asarray(tr["label"])
-  te_img, te_lab = jnp.asarray(te["image"]), jnp.asarray(te["label"])
+  te_img = jnp.asarray(te["image"])
+  heldout = objectives.split_batches(te, settings.batch_size)
   s = len(seed_ids)
   rows, nonfinite_S, mi_train_S = [], np.zeros(s, int), np.full(s, np.nan)
   t0, n_chunks = time.time(), settings.steps // settings.eval_every
@@ -336,11 +325,10 @@ def run_program(name: str, program: Program, data: dict, settings: Settings,
       mi_train_S = np.where(np.isfinite(mi).all(0), mi.mean(0), np.nan)
     tw, tc = time.time(), time.process_time()
     fkey = jax.random.fold_in(eval_key, step)
-    ftr = batched_apply(lambda x: features(states_S, x, fkey), tr_img)
-    fte = batched_apply(lambda x: features(states_S, x, fkey), te_img)
+    ftr = features_S(features, states_S, tr_img, fkey)
+    fte = features_S(features, states_S, te_img, fkey)
     acc_S = probe_all(ftr, tr["label"], fte, te["label"])
-    mi_test_S = heldout_metric(eval_bound, states_S, te_img, te_lab,
-                               eval_key, settings.batch_size)
+    mi_test_S = training.heldout_mean(eval_bound, states_S, heldout, eval_key)
     extra_vals = {} if extra is None else {
         k: np.asarray(v) for k, v in extra(states_S, fkey).items()}
     for i, seed in enumerate(seed_ids):

@@ -84,17 +84,17 @@ def run_config(bound: str, iid: bool, settings: common.Settings,
       make_critic, tx, jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys_S))
   step = training.make_train_step(
       graphdef, tx, make_loss(bound, iid, settings.batch_size))
-  vstep = training.vmap_over_seeds(step, batch_axis=None, key_axis=0)
+  # The loss draws its batch from the step key; lax.scan over eval_every
+  # steps, vmapped over seeds (metrics [S, T]).
+  multi = jax.jit(training.vmap_over_seeds(
+      training.make_multi_step(step, settings.eval_every, batch_axis=None),
+      batch_axis=None, key_axis=0), donate_argnums=0)
   train_keys_S = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys_S)
 
-  @jax.jit
   def chunk(states_S, c):
-    def body(states_S, t):
-      k_S = jax.vmap(lambda k: jax.random.fold_in(k, t))(train_keys_S)
-      states_S, metrics = vstep(states_S, {}, k_S)
-      return states_S, (metrics["mi"], metrics["finite"])
-    ts = c * settings.eval_every + jnp.arange(settings.eval_every)
-    return jax.lax.scan(body, states_S, ts)
+    states_S, metrics = multi(
+        states_S, {}, jax.vmap(lambda k: jax.random.fold_in(k, c))(train_keys_S))
+    return states_S, (metrics["mi"].T, metrics["finite"].T)
 
   mis, finite = [], []
   timing = {"name": f"{bound}, iid={iid}", "seeds": len(seed_ids),

@@ -7,9 +7,10 @@ evaluates a workdir; checkpoints, metrics and the CLI live in sibling
 modules, sharding helpers in `sharding`, multi-host start-up in `distributed`.
 """
 
-from mi_jax.training.evaluate import apply_in_chunks
+from mi_jax.training.evaluate import apply_in_chunks, heldout_mean
 from mi_jax.training.state import (
     TrainState, init_train_state, init_train_states, merge_model, split_model,
     unstack_state)
 from mi_jax.training.step import (
-    make_eval_step, make_multi_step, make_train_step, vmap_over_seeds)
+    make_eval_step, make_multi_step, make_train_step, vmap_over_seeds,
+    with_batch_sampler)

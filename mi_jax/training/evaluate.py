@@ -32,29 +32,40 @@ def _same_on_all_hosts(mesh, batch):
       np.shape(v), data, lambda index: np.asarray(v)[index]), batch)
 
 
+def heldout_mean(eval_fn, state, batches, key):
+  """Mean over fixed batches of `eval_fn(state, batch_i, fold_in(key, i))`.
+
+  `eval_fn` returns any pytree of arrays (a metrics dict; `[S]` values of
+  a seed-vmapped state); the mean is taken in float64 over the batches.
+  """
+  outs = [jax.device_get(eval_fn(state, batch, jax.random.fold_in(key, i)))
+          for i, batch in enumerate(batches)]
+  if not outs:
+    return {}
+  return jax.tree.map(lambda *xs: np.mean(np.stack(
+      [np.asarray(x, np.float64) for x in xs]), axis=0), *outs)
+
+
 def heldout_bound(run, state) -> dict:
-  """Mean scalar eval metrics (the bound, `loss`) over the held-out batches.
+  """Mean scalar eval metrics (the bound, `loss`) over the method's held-out batches.
 
   Batch i uses the key `fold_in(key(seed + 1), i)`. No held-out batches: {}.
   """
-  batches = run.method.heldout_batches
-  totals = {}
-  key = jax.random.key(run.config.seed + 1)
-  for i, batch in enumerate(batches):
-    out = run.eval_step(state, _same_on_all_hosts(run.mesh, batch),
-                        jax.random.fold_in(key, i))
-    for k, v in out.items():
-      if np.size(v) == 1:
-        totals[k] = totals.get(k, 0.0) + float(v)
-  return {k: v / len(batches) for k, v in totals.items()}
+  means = heldout_mean(
+      run.eval_step, state,
+      [_same_on_all_hosts(run.mesh, b) for b in run.method.heldout_batches],
+      jax.random.key(run.config.seed + 1))
+  return {k: float(v) for k, v in means.items() if np.size(v) == 1}
 
 
-def apply_in_chunks(fn, inputs, chunk_size: int | None = 1000):
+def apply_in_chunks(fn, inputs, chunk_size: int | None = 1000, *,
+                    axis: int = 0):
   """`fn(inputs[i:i + chunk_size])` over the leading axis of a pytree, concatenated.
 
   `fn` returns an array or a pytree of arrays (e.g. `{name: feats_CxD}`),
-  each with the chunk's rows on axis 0; the results are NumPy arrays of N
-  rows. `chunk_size=None` calls `fn(inputs)` once.
+  each with the chunk's rows on axis `axis` (1 for seed-vmapped features
+  `[S, C, D]`); the results are NumPy arrays with N rows there.
+  `chunk_size=None` calls `fn(inputs)` once.
   """
   if chunk_size is None:
     return jax.tree.map(np.asarray, jax.device_get(fn(inputs)))
@@ -62,8 +73,8 @@ def apply_in_chunks(fn, inputs, chunk_size: int | None = 1000):
   outs = [jax.device_get(fn(jax.tree.map(lambda x, i=i: x[i:i + chunk_size],
                                          inputs)))
           for i in range(0, n, chunk_size)]
-  return jax.tree.map(lambda *xs: np.concatenate([np.asarray(x) for x in xs]),
-                      *outs)
+  return jax.tree.map(
+      lambda *xs: np.concatenate([np.asarray(x) for x in xs], axis=axis), *outs)
 
 
 @functools.lru_cache(maxsize=32)

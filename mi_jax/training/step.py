@@ -145,18 +145,43 @@ def vmap_over_seeds(step: Callable, *, batch_axis: Optional[int] = None,
   return jax.vmap(step, in_axes=(0, batch_axis, key_axis))
 
 
-def make_multi_step(step: Callable, num_steps: int):
+def with_batch_sampler(step: Callable, sample_batch: Callable):
+  """A step that draws its own batch: `step2(state, data, key)`.
+
+  `key_batch, key_step = jax.random.split(key)`; the batch is
+  `sample_batch(data, key_batch)` (e.g. rows of `data` drawn with
+  replacement, or a synthetic batch from the key alone), then
+  `step(state, batch, key_step)`. With `make_multi_step(..., batch_axis=None)`
+  the batches are drawn inside the scan, so T batches never sit in memory.
+  """
+
+  def sampled(state, data, key):
+    key_batch, key_step = jax.random.split(key)
+    return step(state, sample_batch(data, key_batch), key_step)
+
+  return sampled
+
+
+def make_multi_step(step: Callable, num_steps: int, *,
+                    batch_axis: Optional[int] = 0):
   """Runs `num_steps` train steps in one call with `lax.scan`.
 
-  Returns `multi(state, batches, key) -> (state, metrics)`, where every leaf
-  of `batches` has a leading axis of size `num_steps` (step t gets
-  `batches[t]` and key `jax.random.split(key, num_steps)[t]`), and every
-  metric has a leading axis of size `num_steps`. Fewer Python dispatches per
-  step; jit it (with `donate_argnums=0` to reuse the state buffers).
+  Returns `multi(state, batches, key) -> (state, metrics)`: step t gets key
+  `jax.random.split(key, num_steps)[t]` and `batches[t]` (every leaf of
+  `batches` has a leading axis of size `num_steps`), or with
+  `batch_axis=None` the same `batches` every step (e.g. the data a
+  `with_batch_sampler` step draws from). Every metric has a leading axis of
+  size `num_steps`. Fewer Python dispatches per step; jit it (with
+  `donate_argnums=0` to reuse the state buffers), or `vmap_over_seeds` it
+  first.
   """
+  if batch_axis not in (0, None):
+    raise ValueError(f"batch_axis must be 0 or None, got {batch_axis!r}")
 
   def multi(state, batches, key):
     keys = jax.random.split(key, num_steps)
+    if batch_axis is None:
+      return jax.lax.scan(lambda carry, k: step(carry, batches, k), state, keys)
 
     def body(carry, inputs):
       batch, k = inputs
