@@ -63,9 +63,31 @@ def test_full_run_outputs(full_run):
   assert "probe/linear_acc" in rows[-1]
   assert 0.0 <= summary["probe/linear_acc"] <= 1.0
   assert 0.0 <= summary["probe/pixel_linear_acc"] <= 1.0
-  assert np.isfinite(summary["eval/mi"])
   assert checkpoint_lib.Checkpointer(
       os.path.join(workdir, "checkpoints")).latest_step() == 12
+  assert summary["eval/bound"] == summary["eval/mi"] == -summary["eval/loss"]
+  # The held-out bound, recomputed in float64 NumPy: InfoNCE on the eval-mode
+  # scores of the test split in batches of 64 (the last partial one dropped).
+  np.testing.assert_allclose(summary["eval/mi"], _numpy_heldout_infonce(
+      summary["state"], 64), rtol=1e-4)
+  assert summary["eval/mi"] <= np.log(64)
+
+
+def _numpy_heldout_infonce(state, batch_size):
+  from mi_jax import data, training, views  # pylint: disable=g-import-not-at-top
+  run = loop.build_run(_config())
+  model = training.merge_model(run.graphdef, state.params, state.rest)
+  model.eval()
+  images = data.load_arrays("mnist5k", "test")["image"]
+  values = []
+  for i in range(len(images) // batch_size):
+    x = images[i * batch_size:(i + 1) * batch_size]
+    v1, v2 = views.make_views("top_bottom")(x, jax.random.key(0))
+    s = np.asarray(model(v1, v2), np.float64)
+    m = s.max(axis=1)
+    lse = m + np.log(np.exp(s - m[:, None]).sum(axis=1))
+    values.append(np.mean(np.diag(s) - lse) + np.log(batch_size))
+  return np.mean(values)
 
 
 def test_resume_is_bitwise_identical(full_run, tmp_path):

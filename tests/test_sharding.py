@@ -29,6 +29,23 @@ def _batch(b, seed=1):
           "label": jnp.arange(b, dtype=jnp.int32) % 10}
 
 
+def _logsumexp(x_BxC):
+  m = x_BxC.max(axis=1)
+  return m + np.log(np.exp(x_BxC - m[:, None]).sum(axis=1))
+
+
+def _scores(graphdef, state, batch, key):
+  """The train-mode [B, B] score matrix the step's loss saw (views + noise of `key`)."""
+  model = training.merge_model(graphdef, state.params, state.rest)
+  model.train()
+  key_views, key_n1, key_n2 = jax.random.split(key, 3)
+  v1, v2 = views.make_views("crops", size=4, flatten=True)(batch["image"],
+                                                            key_views)
+  v1 = v1 + 0.05 * jax.random.normal(key_n1, v1.shape, v1.dtype)
+  v2 = v2 + 0.05 * jax.random.normal(key_n2, v2.shape, v2.dtype)
+  return model(v1, v2)
+
+
 def _assert_trees_close(a, b, tol):
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=tol,
@@ -47,14 +64,22 @@ def test_sharded_step_equals_single_device():
   assert len(b8["image"].sharding.device_set) == 8
   for t in range(3):
     key = jax.random.key(10 + t)
+    before = s1
     s1, m1 = single(s1, batch, key)
     s8, m8 = sstep(s8, b8, key)
     np.testing.assert_allclose(m8["loss"], m1["loss"], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(m8["grad_norm"], m1["grad_norm"], rtol=1e-5,
                                atol=1e-5)
-  # The score matrix spans the global batch: a local-only [4, 4] InfoNCE is
-  # bounded by log 4, and the single-device loss differs from it.
-  assert abs(float(m1["mi"])) > 0
+  # The score matrix spans the global batch: the sharded bound is InfoNCE on
+  # the [32, 32] scores (float64 NumPy), not the mean of the devices' local
+  # [4, 4] InfoNCE (which is bounded by log 4), and the two differ.
+  scores = np.asarray(_scores(graphdef, before, batch, key), np.float64)
+  global_nce = np.mean(np.diag(scores) - _logsumexp(scores)) + np.log(32)
+  local_nce = np.mean([
+      np.mean(np.diag(blk) - _logsumexp(blk)) + np.log(4)
+      for blk in (scores[i:i + 4, i:i + 4] for i in range(0, 32, 4))])
+  np.testing.assert_allclose(float(m8["mi"]), global_nce, rtol=1e-4, atol=1e-5)
+  assert abs(global_nce - local_nce) > 1e-3, (global_nce, local_nce)
   _assert_trees_close(s8.params, s1.params, 1e-5)
   _assert_trees_close(s8.rest, s1.rest, 1e-5)   # global BatchNorm statistics
   assert s8.params["g1"]["l1"]["kernel"][...].sharding.is_fully_replicated
