@@ -18,7 +18,7 @@ import dataclasses
 import math
 import os
 import time
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -87,6 +87,21 @@ def settings_from_args(args, **overrides) -> Settings:
       batch_size=args.batch_size, dataset=args.dataset,
       data_dir=args.data_dir, out_dir=args.out_dir, fig_dir=args.fig_dir,
       quick=args.quick, **overrides)
+
+
+def start(parser: argparse.ArgumentParser, argv=None):
+  """Parses the flags and loads the data: (args, settings, data, pixel baseline)."""
+  args = parser.parse_args(argv)
+  settings = settings_from_args(args)
+  data = load_mnist(settings)
+  return args, settings, data, pixel_baseline(data)
+
+
+# The panels of the experiments that compare I_NWJ with I_NCE.
+BOUND_PANELS = [("accuracy", "accuracy with I_NWJ", "I_NWJ"),
+                ("accuracy", "accuracy with I_NCE", "I_NCE"),
+                ("mi_test", "I_NWJ (test split)", "I_NWJ"),
+                ("mi_test", "I_NCE (test split)", "I_NCE")]
 
 
 # ----------------------------------------------------------------------------

@@ -40,10 +40,7 @@ def main(argv=None):
   common.add_args(parser, quick_steps=300, quick_seeds=2,
                   quick_eval_every=150)
   parser.add_argument("--critics", default=",".join(CRITICS))
-  args = parser.parse_args(argv)
-  settings = common.settings_from_args(args)
-  data = common.load_mnist(settings)
-  baseline = common.pixel_baseline(data)
+  args, settings, data, baseline = common.start(parser, argv)
   t0 = time.time()
   results = {}
   for bound, label in BOUNDS.items():
@@ -54,10 +51,7 @@ def main(argv=None):
           f"{name}, {label}", program, data, settings)
   return common.report(
       "critic_capacity", results, settings, ["accuracy", "mi_test"],
-      [("accuracy", "accuracy with I_NWJ", "I_NWJ"),
-       ("accuracy", "accuracy with I_NCE", "I_NCE"),
-       ("mi_test", "I_NWJ (test split)", "I_NWJ"),
-       ("mi_test", "I_NCE (test split)", "I_NCE")],
+      common.BOUND_PANELS,
       baseline=baseline, title="§3.2 critic capacity",
       wall_s=time.time() - t0)
 

@@ -49,10 +49,7 @@ def main(argv=None):
   common.add_args(parser, quick_steps=50, quick_seeds=2,
                   quick_eval_every=50)
   parser.add_argument("--encoders", default=",".join(ENCODERS))
-  args = parser.parse_args(argv)
-  settings = common.settings_from_args(args)
-  data = common.load_mnist(settings)
-  baseline = common.pixel_baseline(data)
+  args, settings, data, baseline = common.start(parser, argv)
   t0 = time.time()
   results = {}
   for bound, label in BOUNDS.items():
@@ -68,10 +65,7 @@ def main(argv=None):
         results[cfg] = common.run_program(cfg, program, data, settings)
   return common.report(
       "encoder_arch", results, settings, ["accuracy", "mi_test"],
-      [("accuracy", "accuracy with I_NWJ", "I_NWJ"),
-       ("accuracy", "accuracy with I_NCE", "I_NCE"),
-       ("mi_test", "I_NWJ (test split)", "I_NWJ"),
-       ("mi_test", "I_NCE (test split)", "I_NCE")],
+      common.BOUND_PANELS,
       baseline=baseline, title="§3.3 encoder architecture, |I_EST - t|",
       wall_s=time.time() - t0)
 

@@ -46,10 +46,7 @@ def main(argv=None):
                   quick_eval_every=150)
   parser.add_argument("--jacobian_points", type=int, default=None,
                       help=f"default {JACOBIAN_POINTS}, 32 with --quick")
-  args = parser.parse_args(argv)
-  settings = common.settings_from_args(args)
-  data = common.load_mnist(settings)
-  baseline = common.pixel_baseline(data)
+  args, settings, data, baseline = common.start(parser, argv)
   points = args.jacobian_points or (32 if args.quick else JACOBIAN_POINTS)
   x_jac = jnp.asarray(common.top_half_flat(data["test"]["image"][:points]))
 

@@ -42,10 +42,7 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   common.add_args(parser, quick_steps=40, quick_seeds=2, quick_eval_every=20)
   parser.add_argument("--couplings", type=int, default=30)
-  args = parser.parse_args(argv)
-  settings = common.settings_from_args(args)
-  data = common.load_mnist(settings)
-  baseline = common.pixel_baseline(data)
+  args, settings, data, baseline = common.start(parser, argv)
   t0 = time.time()
   results = {}
   for bound, label in BOUNDS.items():

@@ -42,7 +42,8 @@ class Evaluation:
     inputs: `{split: inputs}`; each inputs is a pytree of arrays with a
       leading axis N, run through `features` in chunks of `chunk_size` rows
       (None: one call on the whole pytree, e.g. one whole graph).
-    labels: `{split: labels_N}` (NumPy), what the protocol predicts.
+    labels: `{split: labels_N}` (NumPy), what the protocol predicts; one
+      per feature row (after `rows`, when given).
     protocol: a protocol name registered in `mi_jax.evaluation.protocols`
       (`"probe"`: linear probe, kNN and optional MLP probe; train / test) or
       a callable with the same signature.
