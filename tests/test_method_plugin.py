@@ -82,3 +82,38 @@ def test_bad_method_module_is_refused(tmp_path):
   config.method = str(bad)
   with pytest.raises(ValueError, match=r"has no build\(config, \*, seed\)"):
     run_lib.build_run(config)
+
+
+def test_probe_protocol_and_registry():
+  """The "probe" protocol returns the library's probes on train -> test;
+  protocols register by name; FixedBatchIterator keeps its count."""
+  from mi_jax import evaluation  # pylint: disable=g-import-not-at-top
+  from mi_jax.evaluation import protocols  # pylint: disable=g-import-not-at-top
+  from mi_jax.objectives import FixedBatchIterator  # pylint: disable=g-import-not-at-top
+  r = np.random.RandomState(0)
+  x = r.normal(size=(200, 3)).astype(np.float32)
+  y = (x[:, 0] + 0.3 * r.normal(size=200) > 0).astype(np.int32)
+  feats, labels = {"train": x[:150], "test": x[150:]}, {"train": y[:150],
+                                                        "test": y[150:]}
+  out = protocols.get("probe")(feats, labels, options={"C": 1.0, "knn_k": 3},
+                               seed=0, full=True)
+  args = (x[:150], y[:150], x[150:], y[150:])
+  assert out == {"linear_acc": float(evaluation.linear_probe(*args, C=1.0)),
+                 "knn_acc": float(evaluation.knn_accuracy(*args, k=3))}
+  assert set(protocols.get("probe")(feats, labels, options={}, seed=0,
+                                    full=False)) == {"linear_acc"}
+  with pytest.raises(ValueError, match="needs the splits"):
+    protocols.get("probe")({"all": x}, {"all": y}, options={}, seed=0,
+                           full=False)
+  with pytest.raises(ValueError, match=r"unknown evaluation protocol 'svm'.*probe"):
+    protocols.get("svm")
+  fn = lambda feats, labels, *, options, seed, full: {"n": len(feats["all"])}
+  protocols.register("count_for_test", fn)
+  assert protocols.get("count_for_test") is fn
+  with pytest.raises(ValueError, match="already registered"):
+    protocols.register("count_for_test", lambda *a, **k: {})
+  it = FixedBatchIterator({"x": 1})
+  next(it), next(it)
+  again = FixedBatchIterator({"x": 1})
+  again.set_state(it.get_state())
+  assert again.get_state() == {"count": 2} and next(again) == {"x": 1}

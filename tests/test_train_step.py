@@ -221,6 +221,55 @@ def test_multi_step_equals_sequential_steps():
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_multi_step_with_batch_sampler_draws_inside_the_scan():
+  """`with_batch_sampler` + `make_multi_step(batch_axis=None)`: step t draws
+  rows of the data with the first half of `split(split(key, T)[t])` and
+  steps with the second, as a loop of plain steps does."""
+  tx = optax.sgd(0.1, momentum=0.9)
+  graphdef, state = training.init_train_state(_model(0), tx)
+  step = training.make_train_step(graphdef, tx, LOSS)
+  data = _batch(jax.random.key(3), b=40)
+
+  def sample(d, k):
+    idx = jax.random.randint(k, (16,), 0, 40)
+    return jax.tree.map(lambda x: x[idx], d)
+
+  t, key = 3, jax.random.key(5)
+  multi = jax.jit(training.make_multi_step(
+      training.with_batch_sampler(step, sample), t, batch_axis=None))
+  got, metrics = multi(state, data, key)
+  s = state
+  for i, k in enumerate(jax.random.split(key, t)):
+    k_batch, k_step = jax.random.split(k)
+    s, m = jax.jit(step)(s, sample(data, k_batch), k_step)
+    np.testing.assert_allclose(metrics["loss"][i], m["loss"], rtol=1e-6,
+                               atol=1e-6)
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(s)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match="batch_axis must be 0 or None"):
+    training.make_multi_step(step, t, batch_axis=1)
+
+
+def test_heldout_mean_and_apply_in_chunks():
+  """The mean over batches with keys fold_in(key, i); chunks reassembled on `axis`."""
+  batches = [np.full((2,), float(i)) for i in range(3)]
+  key = jax.random.key(7)
+  got = training.heldout_mean(lambda state, b, k: {"v": b.sum() * state},
+                              2.0, batches, key)
+  assert got["v"] == pytest.approx((0 + 4 + 8) / 3)
+  seen = []
+  training.heldout_mean(lambda s, b, k: seen.append(k) or 0.0, None, batches, key)
+  assert all(np.array_equal(jax.random.key_data(k), jax.random.key_data(
+      jax.random.fold_in(key, i))) for i, k in enumerate(seen))
+  x_N = np.arange(10.0)
+  out = training.apply_in_chunks(lambda x: {"a": x * 2}, x_N, 3)
+  np.testing.assert_array_equal(out["a"], x_N * 2)
+  out_b = training.apply_in_chunks(lambda x: np.stack([x, -x]), x_N, 4, axis=1)
+  np.testing.assert_array_equal(out_b, np.stack([x_N, -x_N]))
+  np.testing.assert_array_equal(
+      training.apply_in_chunks(lambda x: x + 1, x_N, None), x_N + 1)
+
+
 def test_bfloat16_compute_keeps_float32_state():
   tx = optax.adam(1e-2)
   graphdef, state = training.init_train_state(_model(0, bn=True), tx)
