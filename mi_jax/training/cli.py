@@ -40,7 +40,7 @@ def _train(args: argparse.Namespace, extra_argv: list[str]) -> int:
   except (ValueError, FileNotFoundError) as e:
     print(f"mi-jax train: error: {e}", file=sys.stderr)
     return 2
-  except KeyError as e:  # A field the objective needs is not in the config.
+  except KeyError as e:  # A field the method needs is not in the config.
     print(f"mi-jax train: error: missing config field: {e}", file=sys.stderr)
     return 2
   print(f"mi-jax train: {summary['step']} steps, {summary['steps_per_s']:.1f} "
@@ -89,7 +89,8 @@ def register(subparsers) -> None:
 
   evaluate = subparsers.add_parser(
       "eval", help="evaluate the latest checkpoint of a run",
-      description="Linear-probe and kNN accuracy of the learned features, the "
-      "raw-pixel baseline and the held-out bound, for WORKDIR's latest checkpoint.")
+      description="The held-out bound and the method's evaluations (e.g. "
+      "linear-probe and kNN accuracy beside a raw-input baseline) of WORKDIR's "
+      "latest checkpoint; the method is imported from WORKDIR/config.json.")
   evaluate.add_argument("workdir", help="the workdir of a `mi-jax train` run")
   evaluate.set_defaults(func=_eval, accepts_extra=False)
