@@ -1,19 +1,39 @@
-"""Bound adapters for estimation: one training objective and one read-out per bound.
+"""Bounds as estimation objectives: a critic model, its training loss, its read-out.
+
+A `CriticModel` holds what one bound trains: the critic T(x, y), plus
+  a learned log-baseline a(x) (an MLP x -> 1) for "tuba" and "interpolated",
+    as in Poole et al. 2019 (sections 2.2 and 2.5): the bounds hold for any
+    a(x) and are tight at a(x) = log E_{p(y)}[e^{T(x, y)}], so a is trained
+    jointly with the critic on the same bound;
+  MINE's moving average of E_Q[e^T] (log space) for "mine", an
+    `EmaState` variable: not an `nnx.Param`, so it rides in the train state's
+    `rest` and the library's train step carries it between steps.
 
 Most bounds are trained and read out with the same function. Two are not:
-  mine  trained with MINE's bias-corrected gradient (moving average carried as
-        state), read out with its value, the Donsker-Varadhan bound;
+  mine  trained with MINE's bias-corrected gradient, read out with its value,
+        the Donsker-Varadhan bound;
   jsd   trained with the Jensen-Shannon f-GAN gradient (not an MI value in
         nats), read out with NWJ on the shifted critic T + 1 (Poole et al. 2019,
-        "train with JS, read out with NWJ"; at the JS optimum T = log p/q, so
-        NWJ(T + 1) is tight): `jsd(..., readout="nwj")` unless options say
-        readout="dv".
+        "train with JS, read out with NWJ"): `jsd(..., readout="nwj")` unless
+        options say readout="dv".
+
+`loss_fn(objective)` is a `loss_fn(model, batch, key)` for
+`mi_jax.training.make_train_step`: batch = (x_BxDx, y_BxDy), loss = -bound.
 """
 
 import dataclasses
 from typing import Any, Callable
 
+import jax
 import jax.numpy as jnp
+from flax import nnx
+
+# Bounds whose log-baseline a(x) is a learned network.
+LEARNED_BASELINE = ("tuba", "interpolated")
+
+
+class EmaState(nnx.Variable):
+  """Log of MINE's moving average of E_Q[e^T]: state carried, not trained."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,17 +42,22 @@ class Objective:
 
   Attributes:
     name: bound name (or the callable's name).
-    train: `(scores_BxB, state) -> (value, new_state)`; its gradient is what
-      training ascends; `value` is the per-batch training curve.
-    readout: `scores_BxB -> value` in nats, used on held-out batches.
-    init_state: initial state (a float32 scalar; unused except by MINE).
+    value: `(scores_BxC, baseline_B or None) -> nats`, the bound (read-out).
+    train_value: `(scores_BxB, baseline_B, ema) -> (value, new_ema)`, whose
+      gradient training ascends (MINE / JS / SMILE differ from `value`).
+    learned_baseline: the model carries a baseline network a(x).
+    moving_average: the model carries MINE's moving average.
     log_k_ceiling: True when the bound cannot exceed log(batch size).
+    blocked: name of the memory-linear `mi_jax.bounds.blocked` function that
+      computes `value` from separable embeddings, or None.
   """
   name: str
-  train: Callable[[Any, Any], tuple]
-  readout: Callable[[Any], Any]
-  init_state: Any
-  log_k_ceiling: bool
+  value: Callable[[Any, Any], Any]
+  train_value: Callable[[Any, Any, Any], tuple]
+  learned_baseline: bool = False
+  moving_average: bool = False
+  log_k_ceiling: bool = False
+  blocked: str | None = None
 
 
 def _bounds():
@@ -45,6 +70,10 @@ def bound_names() -> tuple:
   return tuple(_bounds().NAMES)
 
 
+def _same(value_fn):
+  return lambda s, a, ema: (value_fn(s, a), ema)
+
+
 def make_objective(bound, options: dict | None = None) -> Objective:
   """Returns the `Objective` for a bound name (see mi_jax.bounds.NAMES) or callable.
 
@@ -54,10 +83,8 @@ def make_objective(bound, options: dict | None = None) -> Objective:
   """
   options = dict(options or {})
   if callable(bound):
-    fn = lambda s: bound(s, **options)
-    return Objective(getattr(bound, "__name__", "custom"),
-                     lambda s, st: (fn(s), st), fn, jnp.zeros((), jnp.float32),
-                     False)
+    value = lambda s, a: bound(s, **options)
+    return Objective(getattr(bound, "__name__", "custom"), value, _same(value))
   if not isinstance(bound, str):
     raise ValueError(f"bound must be a name or a callable; got {bound!r}.")
   bounds = _bounds()
@@ -68,23 +95,79 @@ def make_objective(bound, options: dict | None = None) -> Objective:
         f"unknown bound {bound!r}; choose one of {', '.join(bounds.NAMES)}."
     ) from e
   if bound == "mine":
-    # State: (log moving average, first-step flag); the first step starts the
-    # average at the batch value (mine's ema=None).
-    def train(scores, state):
-      ema, first = state
-      value0, ema0 = fn(scores, ema=None, **options)
-      value1, ema1 = fn(scores, ema=ema, **options)
-      return (jnp.where(first, value0, value1),
-              (jnp.where(first, ema0, ema1), jnp.zeros((), bool)))
+    decay = options.get("decay", 0.99)
+    unknown = set(options) - {"decay"}
+    if unknown:
+      raise ValueError(f"mine takes only the option 'decay'; got {unknown}.")
 
-    return Objective(bound, train, bounds.get("dv"),
-                     (jnp.zeros((), jnp.float32), jnp.ones((), bool)), False)
+    def train(s, a, ema):
+      del a
+      return fn(s, ema=ema, decay=decay)  # one evaluation per step
+
+    return Objective(bound, lambda s, a: bounds.dv(s), train,
+                     moving_average=True, blocked="dv")
+  if bound in LEARNED_BASELINE:
+    value = lambda s, a: fn(s, log_baseline=0.0 if a is None else a,
+                            **options)
+    return Objective(bound, value, _same(value), learned_baseline=True)
   if bound == "jsd":
     options.setdefault("readout", "nwj")
-    bound_fn = lambda s: fn(s, **options)
-    return Objective(bound, lambda s, st: (bound_fn(s), st), bound_fn,
-                     jnp.zeros((), jnp.float32), False)
-  bound_fn = lambda s: fn(s, **options)
-  return Objective(bound, lambda s, st: (bound_fn(s), st), bound_fn,
-                   jnp.zeros((), jnp.float32), bound == "infonce")
+  value = lambda s, a: fn(s, **options)
+  blocked = bound if bound in ("infonce", "dv", "nwj") and not options else None
+  return Objective(bound, value, _same(value),
+                   log_k_ceiling=bound == "infonce", blocked=blocked)
 
+
+class CriticModel(nnx.Module):
+  """A critic plus the state its bound needs (see the module docstring).
+
+  Attributes:
+    critic: scores_BxC = critic(x_BxDx, y_CxDy).
+    baseline: None, or an MLP x -> a(x) (learned log-baseline, one per row).
+    log_ema: None, or an `EmaState` scalar (MINE), -inf = no average yet.
+  """
+
+  def __init__(self, critic: nnx.Module, objective: Objective, dim_x: int, *,
+               rngs: nnx.Rngs, baseline_hidden: int = 64):
+    self.critic = critic
+    baseline = log_ema = None
+    if objective.learned_baseline:
+      baseline = nnx.Sequential(
+          nnx.Linear(dim_x, baseline_hidden, rngs=rngs), nnx.relu,
+          nnx.Linear(baseline_hidden, 1, rngs=rngs,
+                     kernel_init=nnx.initializers.zeros))
+    if objective.moving_average:
+      log_ema = EmaState(jnp.full((), -jnp.inf, jnp.float32))
+    self.baseline = baseline
+    self.log_ema = log_ema
+
+  def log_baseline(self, x_BxDx):
+    """a(x) per row, float32 `[B]`, or None."""
+    if self.baseline is None:
+      return None
+    return self.baseline(x_BxDx)[:, 0].astype(jnp.float32)
+
+  def __call__(self, x_BxDx, y_CxDy):
+    return self.critic(x_BxDx, y_CxDy)
+
+
+def loss_fn(objective: Objective):
+  """`loss_fn(model, (x_BxDx, y_BxDy), key) -> (-value, {"value": value})`.
+
+  For `mi_jax.training.make_train_step`; `model` is a `CriticModel`. MINE's
+  moving average is read from and written to `model.log_ema`, so the train
+  step carries it in the state's `rest`.
+  """
+
+  def fn(model, batch, key):
+    del key
+    x_BxDx, y_BxDy = batch
+    scores_BxB = model(x_BxDx, y_BxDy)
+    ema = None if model.log_ema is None else model.log_ema[...]
+    value, new_ema = objective.train_value(
+        scores_BxB, model.log_baseline(x_BxDx), ema)
+    if model.log_ema is not None:
+      model.log_ema[...] = jax.lax.stop_gradient(new_ema)
+    return -value, {"value": value}
+
+  return fn
