@@ -183,9 +183,11 @@ def make_critic_model(objective, critic, dim_x, dim_y, *, seed=0,
   estimation.loss_fn(objective))`.
   """
   rngs = nnx.Rngs(seed)
+  options = dict(critic_options or {})
+  skip = options.pop("bilinear_skip", False)
   model = _objective.CriticModel(
-      _make_critic(critic, dim_x, dim_y, rngs, dict(critic_options or {})),
-      objective, dim_x, rngs=rngs)
+      _make_critic(critic, dim_x, dim_y, rngs, options), objective, dim_x,
+      rngs=rngs, bilinear_dim_y=dim_y if skip else None)
   _zero_output_layer(model.critic)
   return model
 

@@ -128,8 +128,13 @@ class CriticModel(nnx.Module):
   """
 
   def __init__(self, critic: nnx.Module, objective: Objective, dim_x: int, *,
-               rngs: nnx.Rngs, baseline_hidden: int = 64):
+               rngs: nnx.Rngs, baseline_hidden: int = 64,
+               bilinear_dim_y: int | None = None):
     self.critic = critic
+    # Optional bilinear skip term x^T W y (W starts at 0): a linear-Gaussian
+    # dependence is learned by W at once, with few parameters.
+    self.skip = None if bilinear_dim_y is None else nnx.Param(
+        jnp.zeros((dim_x, bilinear_dim_y), jnp.float32))
     baseline = log_ema = None
     if objective.learned_baseline:
       baseline = nnx.Sequential(
@@ -148,7 +153,10 @@ class CriticModel(nnx.Module):
     return self.baseline(x_BxDx)[:, 0].astype(jnp.float32)
 
   def __call__(self, x_BxDx, y_CxDy):
-    return self.critic(x_BxDx, y_CxDy)
+    scores_BxC = self.critic(x_BxDx, y_CxDy)
+    if self.skip is not None:
+      scores_BxC = scores_BxC + (x_BxDx @ self.skip[...]) @ y_CxDy.T
+    return scores_BxC
 
 
 def loss_fn(objective: Objective):
