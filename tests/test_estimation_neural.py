@@ -179,3 +179,39 @@ def test_learned_baseline_is_part_of_the_model_and_tightens(bound, gain):
   s = jnp.asarray(np.random.default_rng(0).normal(2.0, 1.0, (64, 64)))
   a_best = jnp.log(jnp.mean(jnp.exp(s), axis=1))
   assert objective.value(s, a_best) > objective.value(s, None) + gain
+
+
+def test_negative_sampling_scores_the_chosen_pairs_exactly():
+  import jax  # pylint: disable=g-import-not-at-top
+  from mi_jax.estimation import _neural  # pylint: disable=g-import-not-at-top
+  objective = estimation.make_objective("infonce")
+  model = estimation.make_critic_model(objective, "concat+separable", 3, 2,
+                                       seed=0)
+  # Non-zero output layers, so that every part contributes to the scores.
+  for layer in (model.critic.mlp.layers[-1], model.second.h.layers[-1]):
+    layer.kernel[...] = jax.random.normal(jax.random.key(1),
+                                          layer.kernel[...].shape)
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal((8, 3)), jnp.float32)
+  y = jnp.asarray(rng.standard_normal((8, 2)), jnp.float32)
+  off = _neural.negative_offsets(rng, 1, 8, 3)[0]  # pylint: disable=protected-access
+  assert off[0] == 0 and len(set(off[1:])) == 3 and 0 not in off[1:]
+  cols = (np.arange(8)[:, None] + off[None, :]) % 8
+  full = np.asarray(model(x, y))
+  pairs = np.asarray(model.pair_scores(x, y, jnp.asarray(cols)))
+  np.testing.assert_allclose(pairs, np.take_along_axis(full, cols, 1),
+                             rtol=1e-5, atol=1e-6)
+  # The loss with sampled negatives is InfoNCE with the matching mask.
+  loss = estimation.loss_fn(objective)
+  value = -loss(model, (x, y, jnp.asarray(cols)), None)[0]
+  from mi_jax import bounds  # pylint: disable=g-import-not-at-top
+  want = bounds.infonce(jnp.asarray(pairs), jnp.asarray(cols == np.arange(8)[:, None]))
+  np.testing.assert_allclose(value, want, rtol=1e-6)
+
+
+def test_negatives_argument_is_checked():
+  x = np.ones((100, 2))
+  with pytest.raises(ValueError, match="negatives"):
+    mi_jax.estimate(x, x, batch_size=8, negatives=8)
+  with pytest.raises(ValueError, match="mask"):
+    mi_jax.estimate(x, x, batch_size=8, negatives=3, bound="interpolated")

@@ -9,10 +9,12 @@ this fresh process:
 Early stopping is off (patience=None) so every call runs all 10,000 steps.
 The machine's load average is printed: other processes slow every number.
 
-  python experiments/benchmarks/estimate_speed.py [--steps 10000] [--bound smile]
+  python experiments/benchmarks/estimate_speed.py [--steps 10000]
+      [--kwargs '{"critic": "separable", "bound": "smile"}']
 """
 
 import argparse
+import json
 import os
 import time
 
@@ -60,17 +62,19 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--steps", type=int, default=10000)
   parser.add_argument("--batch-size", type=int, default=256)
-  parser.add_argument("--bound", default="smile")
+  parser.add_argument("--bound", default="infonce",
+                      help="bound of the Python-loop peer")
+  parser.add_argument("--kwargs", default="{}",
+                      help="JSON dict of estimate() arguments (default: its "
+                      "defaults)")
   parser.add_argument("--skip-peer", action="store_true")
   args = parser.parse_args(argv)
   x, y = tasks.correlated_gaussian(10, mi=2.0).sample(5000, seed=0)
+  kwargs = dict(batch_size=args.batch_size, steps=args.steps, patience=None,
+                **json.loads(args.kwargs))
   print(f"jax {jax.__version__} on {jax.devices()[0].platform} "
         f"({os.cpu_count()} cpus), load average {os.getloadavg()[0]:.1f}; "
-        f"n=5000, 10-d x and y, batch {args.batch_size}, {args.steps} steps, "
-        f"bound {args.bound}, critic separable "
-        f"{CRITIC_OPTIONS}", flush=True)
-  kwargs = dict(bound=args.bound, batch_size=args.batch_size, steps=args.steps,
-                patience=None)
+        f"n=5000, 10-d x and y, estimate(**{kwargs})", flush=True)
   for label in ("estimate (cold)", "estimate (warm)"):
     t0 = time.perf_counter()
     r = estimation.estimate(x, y, **kwargs)
@@ -79,8 +83,9 @@ def main(argv=None):
           f"{secs / r.steps * 1e3:.3f} ms/step; estimate {r})", flush=True)
   if not args.skip_peer:
     secs = python_loop_peer(x, y, args)
-    print(f"{'python loop':17s} {secs:7.2f} s  ({args.steps} steps, "
-          f"{secs / args.steps * 1e3:.3f} ms/step, compile included)")
+    print(f"{'python loop':17s} {secs:7.2f} s  ({args.steps} steps of the "
+          f"separable {args.bound} step, {secs / args.steps * 1e3:.3f} "
+          "ms/step, compile included)")
   print(f"load average now {os.getloadavg()[0]:.1f}")
 
 

@@ -163,6 +163,20 @@ def batch_indices(rng: np.random.Generator, n: int, steps: int,
   return idx[:steps].astype(np.int32)
 
 
+def negative_offsets(rng: np.random.Generator, steps: int, batch_size: int,
+                     negatives: int) -> np.ndarray:
+  """`[steps, 1 + negatives]` int32: 0, then distinct offsets in [1, K - 1].
+
+  Row i of a batch is scored against columns (i + offset) mod K: itself (the
+  positive) and `negatives` distinct other rows; every column serves as a
+  negative equally often.
+  """
+  order = np.argsort(rng.random((steps, batch_size - 1)), axis=1)
+  off = order[:, :negatives] + 1
+  return np.concatenate([np.zeros((steps, 1), np.int64), off], 1).astype(
+      np.int32)
+
+
 def _make_critic(name, dim_x, dim_y, rngs, options):
   from mi_jax import critics  # pylint: disable=g-import-not-at-top
   if not isinstance(name, str):
@@ -185,9 +199,15 @@ def make_critic_model(objective, critic, dim_x, dim_y, *, seed=0,
   rngs = nnx.Rngs(seed)
   options = dict(critic_options or {})
   skip = options.pop("bilinear_skip", False)
+  second = None
+  if critic == HYBRID:  # concat + separable, scores added
+    sep = options.pop("separable", DEFAULT_CRITIC_OPTIONS["separable"])
+    second = _make_critic("separable", dim_x, dim_y, rngs, dict(sep))
+    _zero_output_layer(second)
+    critic = "concat"
   model = _objective.CriticModel(
       _make_critic(critic, dim_x, dim_y, rngs, options), objective, dim_x,
-      rngs=rngs, bilinear_dim_y=dim_y if skip else None)
+      rngs=rngs, bilinear_dim_y=dim_y if skip else None, second=second)
   _zero_output_layer(model.critic)
   return model
 
@@ -217,7 +237,10 @@ def _zero_output_layer(critic):
 DEFAULT_CRITIC_OPTIONS = {
     "separable": {"hidden": (128,), "out_dim": 32},
     "concat": {"hidden": (128,)},
+    "concat+separable": {"hidden": (128,)},
 }
+# A concat critic plus a separable one, their scores added.
+HYBRID = "concat+separable"
 
 
 def _freeze(options):
@@ -250,6 +273,7 @@ class Compiled(NamedTuple):
 @functools.lru_cache(maxsize=16)
 def _compiled(bound, bound_options, critic, critic_options, dim_x, dim_y,
               max_grad_norm=10.0):
+  # (negatives are a property of the batches: see `train_chunk`.)
   """`Compiled` functions for one configuration.
 
   Cached across calls, so repeated estimates with one configuration compile
@@ -268,22 +292,33 @@ def _compiled(bound, bound_options, critic, critic_options, dim_x, dim_y,
   # finite whatever the data; the learning rate lives in the optimizer state
   # (no recompile per lr).
   tx = optax.chain(optax.clip_by_global_norm(max_grad_norm),
-                   optax.inject_hyperparams(optax.adam)(learning_rate=1e-3))
+                   optax.inject_hyperparams(optax.adamw)(
+                       learning_rate=1e-3, weight_decay=0.0))
   loss = _objective.loss_fn(objective)
-  rows = 16 if critic in ("concat", "concat_mlp") else DENSE_READOUT_MAX
+  rows = 16 if critic in ("concat", "concat_mlp", HYBRID) else DENSE_READOUT_MAX
 
-  def train_chunk(state, x_train, y_train, idx_SxB, key):
-    gather = lambda model, idx_B, k: loss(
-        model, (x_train[idx_B], y_train[idx_B]), k)
+  def train_chunk(state, x_train, y_train, batches, key):
+    """`batches`: idx_SxB, or (idx_SxB, offsets_SxM) for negative sampling:
+    row i is scored against columns (i + offsets) mod B, offsets[0] = 0."""
+
+    def gather(model, batch, k):
+      if isinstance(batch, tuple):
+        idx_B, off_M = batch
+        cols_BxM = (jnp.arange(idx_B.shape[0])[:, None] + off_M[None, :]
+                    ) % idx_B.shape[0]
+        return loss(model, (x_train[idx_B], y_train[idx_B], cols_BxM), k)
+      return loss(model, (x_train[batch], y_train[batch]), k)
+
     step = training.make_train_step(graphdef, tx, gather)
-    state, metrics = training.make_multi_step(step, idx_SxB.shape[0])(
-        state, idx_SxB, key)
+    num = jax.tree.leaves(batches)[0].shape[0]
+    state, metrics = training.make_multi_step(step, num)(state, batches, key)
     return state, metrics["value"], metrics["finite"]
 
-  def init(key, lr):
+  def init(key, lr, weight_decay):
     _, state = training.init_train_state(build(key), tx)
-    state.opt_state[1].hyperparams["learning_rate"] = jnp.asarray(
-        lr, jnp.float32)
+    hyper = state.opt_state[1].hyperparams
+    hyper["learning_rate"] = jnp.asarray(lr, jnp.float32)
+    hyper["weight_decay"] = jnp.asarray(weight_decay, jnp.float32)
     return state
 
   def readout(state, x_MxBxDx, y_MxBxDy):
@@ -410,7 +445,9 @@ def estimate(x, y, *, bound: str = "smile", critic: str = "separable",
              patience: int | None = 8, min_delta: float = 0.01,
              eval_batches: int = 32, preprocess: str = "standardize",
              bound_options: dict | None = None,
-             critic_options: dict | None = None) -> EstimateResult:
+             critic_options: dict | None = None,
+             negatives: int | None = None,
+             weight_decay: float = 0.0) -> EstimateResult:
   """Neural variational estimate of I(X; Y) in nats, read out on held-out data.
 
   The samples are split at random into train (1 - holdout) and held-out
@@ -484,6 +521,15 @@ def estimate(x, y, *, bound: str = "smile", critic: str = "separable",
         f"{max(min(n_train, n_valid), 1)}, a larger holdout, or more samples.")
   if not lr > 0:
     raise ValueError(f"lr must be positive; got {lr}.")
+  if negatives is not None:
+    if (isinstance(negatives, bool) or not isinstance(negatives, (int, np.integer))
+        or not 1 <= negatives <= batch_size - 1):
+      raise ValueError(f"negatives must be None (all batch_size - 1 = "
+                       f"{batch_size - 1}) or an integer in [1, "
+                       f"{batch_size - 1}]; got {negatives!r}.")
+    if bound == "interpolated" or callable(bound):
+      raise ValueError(f"negatives= needs a bound that takes a mask; "
+                       f"{bound!r} does not: use negatives=None.")
   if preprocess not in PREPROCESS:
     raise ValueError(f"preprocess must be one of {', '.join(PREPROCESS)}; "
                      f"got {preprocess!r}.")
@@ -527,7 +573,7 @@ def estimate(x, y, *, bound: str = "smile", critic: str = "separable",
   c = build(*config)
   objective = c.objective
   key = jax.random.key(seed)
-  state = c.init(key, lr)
+  state = c.init(key, lr, weight_decay)
   full_valid = _can_read_full(objective, critic, n_valid)
   full_test = _can_read_full(objective, critic, n_test)
 
@@ -542,9 +588,11 @@ def estimate(x, y, *, bound: str = "smile", critic: str = "separable",
   stopped_early = False
   done = skipped = 0
   for i in range(n_chunks):
-    idx_SxB = batch_indices(rng, n_train, chunk, batch_size)
+    batches = batch_indices(rng, n_train, chunk, batch_size)
+    if negatives is not None:
+      batches = (batches, negative_offsets(rng, chunk, batch_size, negatives))
     state, values_S, finite_S = c.train_chunk(
-        state, x_train, y_train, idx_SxB, jax.random.fold_in(key, i))
+        state, x_train, y_train, batches, jax.random.fold_in(key, i))
     finite_S = np.asarray(finite_S)
     values_S = np.asarray(values_S, np.float64)[finite_S]
     skipped += int((~finite_S).sum())

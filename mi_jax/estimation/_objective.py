@@ -42,9 +42,11 @@ class Objective:
 
   Attributes:
     name: bound name (or the callable's name).
-    value: `(scores_BxC, baseline_B or None) -> nats`, the bound (read-out).
-    train_value: `(scores_BxB, baseline_B, ema) -> (value, new_ema)`, whose
-      gradient training ascends (MINE / JS / SMILE differ from `value`).
+    value: `(scores_BxC, baseline_B or None, mask=None) -> nats`, the bound
+      (read-out); `mask` marks positive pairs as in mi_jax.bounds.
+    train_value: `(scores_BxC, baseline_B, ema, mask=None) -> (value,
+      new_ema)`, whose gradient training ascends (MINE / JS / SMILE differ
+      from `value`).
     learned_baseline: the model carries a baseline network a(x).
     moving_average: the model carries MINE's moving average.
     log_k_ceiling: True when the bound cannot exceed log(batch size).
@@ -71,7 +73,7 @@ def bound_names() -> tuple:
 
 
 def _same(value_fn):
-  return lambda s, a, ema: (value_fn(s, a), ema)
+  return lambda s, a, ema, mask=None: (value_fn(s, a, mask), ema)
 
 
 def make_objective(bound, options: dict | None = None) -> Objective:
@@ -83,7 +85,10 @@ def make_objective(bound, options: dict | None = None) -> Objective:
   """
   options = dict(options or {})
   if callable(bound):
-    value = lambda s, a: bound(s, **options)
+    def value(s, a, mask=None):
+      if mask is not None:
+        raise ValueError("a callable bound takes no mask; use negatives=None.")
+      return bound(s, **options)
     return Objective(getattr(bound, "__name__", "custom"), value, _same(value))
   if not isinstance(bound, str):
     raise ValueError(f"bound must be a name or a callable; got {bound!r}.")
@@ -100,19 +105,19 @@ def make_objective(bound, options: dict | None = None) -> Objective:
     if unknown:
       raise ValueError(f"mine takes only the option 'decay'; got {unknown}.")
 
-    def train(s, a, ema):
+    def train(s, a, ema, mask=None):
       del a
-      return fn(s, ema=ema, decay=decay)  # one evaluation per step
+      return fn(s, mask, ema=ema, decay=decay)  # one evaluation per step
 
-    return Objective(bound, lambda s, a: bounds.dv(s), train,
+    return Objective(bound, lambda s, a, mask=None: bounds.dv(s, mask), train,
                      moving_average=True, blocked="dv")
   if bound in LEARNED_BASELINE:
-    value = lambda s, a: fn(s, log_baseline=0.0 if a is None else a,
-                            **options)
+    value = lambda s, a, mask=None: fn(
+        s, mask, log_baseline=0.0 if a is None else a, **options)
     return Objective(bound, value, _same(value), learned_baseline=True)
   if bound == "jsd":
     options.setdefault("readout", "nwj")
-  value = lambda s, a: fn(s, **options)
+  value = lambda s, a, mask=None: fn(s, mask, **options)
   blocked = bound if bound in ("infonce", "dv", "nwj") and not options else None
   return Objective(bound, value, _same(value),
                    log_k_ceiling=bound == "infonce", blocked=blocked)
@@ -129,8 +134,13 @@ class CriticModel(nnx.Module):
 
   def __init__(self, critic: nnx.Module, objective: Objective, dim_x: int, *,
                rngs: nnx.Rngs, baseline_hidden: int = 64,
-               bilinear_dim_y: int | None = None):
+               bilinear_dim_y: int | None = None,
+               second: nnx.Module | None = None):
     self.critic = critic
+    # Optional second critic whose scores are added (e.g. a separable critic
+    # beside a concat one: products g(x).h(y) come easily to the first,
+    # general pair functions to the second).
+    self.second = second
     # Optional bilinear skip term x^T W y (W starts at 0): a linear-Gaussian
     # dependence is learned by W at once, with few parameters.
     self.skip = None if bilinear_dim_y is None else nnx.Param(
@@ -154,26 +164,53 @@ class CriticModel(nnx.Module):
 
   def __call__(self, x_BxDx, y_CxDy):
     scores_BxC = self.critic(x_BxDx, y_CxDy)
+    if self.second is not None:
+      scores_BxC = scores_BxC + self.second(x_BxDx, y_CxDy)
     if self.skip is not None:
       scores_BxC = scores_BxC + (x_BxDx @ self.skip[...]) @ y_CxDy.T
     return scores_BxC
 
+  def pair_scores(self, x_BxDx, y_CxDy, cols_BxM):
+    """out[i, m] = T(x_i, y_{cols[i, m]}), `[B, M]`: only the chosen pairs
+    are scored when the critic can (ConcatMLP.pair_scores)."""
+    if hasattr(self.critic, "pair_scores"):
+      scores_BxM = self.critic.pair_scores(x_BxDx, y_CxDy, cols_BxM)
+    else:
+      scores_BxM = jnp.take_along_axis(self.critic(x_BxDx, y_CxDy), cols_BxM,
+                                       axis=1)
+    if self.second is not None:
+      scores_BxM = scores_BxM + jnp.take_along_axis(
+          self.second(x_BxDx, y_CxDy), cols_BxM, axis=1)
+    if self.skip is not None:
+      scores_BxM = scores_BxM + jnp.einsum(
+          "bd,bmd->bm", x_BxDx @ self.skip[...], y_CxDy[cols_BxM])
+    return scores_BxM
+
 
 def loss_fn(objective: Objective):
-  """`loss_fn(model, (x_BxDx, y_BxDy), key) -> (-value, {"value": value})`.
+  """`loss_fn(model, batch, key) -> (-value, {"value": value})`.
 
-  For `mi_jax.training.make_train_step`; `model` is a `CriticModel`. MINE's
-  moving average is read from and written to `model.log_ema`, so the train
-  step carries it in the state's `rest`.
+  For `mi_jax.training.make_train_step`; `model` is a `CriticModel`. `batch`
+  is `(x_BxDx, y_BxDy)` (every pair of the batch scored, positives on the
+  diagonal) or `(x_BxDx, y_BxDy, cols_BxM)`: row i is scored against
+  y_{cols[i, m]} only, where cols[i, m] == i marks its positive (negative
+  sampling; the bounds get the matching mask). MINE's moving average is read
+  from and written to `model.log_ema`, so the train step carries it in the
+  state's `rest`.
   """
 
   def fn(model, batch, key):
     del key
-    x_BxDx, y_BxDy = batch
-    scores_BxB = model(x_BxDx, y_BxDy)
+    x_BxDx, y_BxDy = batch[:2]
+    if len(batch) == 3:
+      cols_BxM = batch[2]
+      scores = model.pair_scores(x_BxDx, y_BxDy, cols_BxM)
+      mask = cols_BxM == jnp.arange(cols_BxM.shape[0])[:, None]
+    else:
+      scores, mask = model(x_BxDx, y_BxDy), None
     ema = None if model.log_ema is None else model.log_ema[...]
     value, new_ema = objective.train_value(
-        scores_BxB, model.log_baseline(x_BxDx), ema)
+        scores, model.log_baseline(x_BxDx), ema, mask)
     if model.log_ema is not None:
       model.log_ema[...] = jax.lax.stop_gradient(new_ema)
     return -value, {"value": value}
