@@ -199,15 +199,18 @@ def make_critic_model(objective, critic, dim_x, dim_y, *, seed=0,
   rngs = nnx.Rngs(seed)
   options = dict(critic_options or {})
   skip = options.pop("bilinear_skip", False)
+  square = options.pop("square_features", False)
+  fx, fy = (2 * dim_x, 2 * dim_y) if square else (dim_x, dim_y)
   second = None
   if critic == HYBRID:  # concat + separable, scores added
     sep = options.pop("separable", DEFAULT_CRITIC_OPTIONS["separable"])
-    second = _make_critic("separable", dim_x, dim_y, rngs, dict(sep))
+    second = _make_critic("separable", fx, fy, rngs, dict(sep))
     _zero_output_layer(second)
     critic = "concat"
   model = _objective.CriticModel(
-      _make_critic(critic, dim_x, dim_y, rngs, options), objective, dim_x,
-      rngs=rngs, bilinear_dim_y=dim_y if skip else None, second=second)
+      _make_critic(critic, fx, fy, rngs, options), objective, dim_x,
+      rngs=rngs, bilinear_dim_y=dim_y if skip else None, second=second,
+      square_features=square)
   _zero_output_layer(model.critic)
   return model
 
@@ -241,6 +244,8 @@ DEFAULT_CRITIC_OPTIONS = {
 }
 # A concat critic plus a separable one, their scores added.
 HYBRID = "concat+separable"
+# negatives="auto": negatives per row in training, per critic (None: all K-1).
+DEFAULT_NEGATIVES = {"concat": 15, HYBRID: 15}
 
 
 def _freeze(options):
@@ -334,7 +339,8 @@ def _compiled(bound, bound_options, critic, critic_options, dim_x, dim_y,
     n = x_NxDx.shape[0]
     if n > DENSE_READOUT_MAX:  # memory-linear, separable critics only
       fn = getattr(bounds.blocked, objective.blocked)
-      return fn(model.critic.g(x_NxDx), model.critic.h(y_NxDy))
+      return fn(model.critic.g(model.features(x_NxDx)),
+                model.critic.h(model.features(y_NxDy)))
     scores_NxN = _row_chunked_scores(model, x_NxDx, y_NxDy, rows)
     return objective.value(scores_NxN, model.log_baseline(x_NxDx))
 
@@ -343,9 +349,10 @@ def _compiled(bound, bound_options, critic, critic_options, dim_x, dim_y,
                   jax.jit(full_readout))
 
 
-def _can_read_full(objective, critic, n):
+def _can_read_full(objective, critic, n, critic_options):
+  skip = dict(critic_options or {}).get("bilinear_skip", False)
   return n <= DENSE_READOUT_MAX or (
-      objective.blocked is not None and critic == "separable")
+      objective.blocked is not None and critic == "separable" and not skip)
 
 
 # ----------------------------------------------------------------------------
@@ -439,31 +446,43 @@ def _heldout_batches(rng, x_NxDx, y_NxDy, idx, batch_size, eval_batches):
   return jnp.asarray(x_NxDx[sel_MxK]), jnp.asarray(y_NxDy[sel_MxK])
 
 
-def estimate(x, y, *, bound: str = "smile", critic: str = "separable",
+def estimate(x, y, *, bound: str = "infonce", critic: str = "concat",
              batch_size: int = 256, steps: int = 5000, lr: float = 5e-4,
              seed: int = 0, holdout: float = 0.2, eval_every: int = 250,
              patience: int | None = 8, min_delta: float = 0.01,
-             eval_batches: int = 32, preprocess: str = "standardize",
+             eval_batches: int = 32, preprocess: str = "gaussianize",
              bound_options: dict | None = None,
              critic_options: dict | None = None,
-             negatives: int | None = None,
+             negatives: int | None | str = "auto",
              weight_decay: float = 0.0) -> EstimateResult:
   """Neural variational estimate of I(X; Y) in nats, read out on held-out data.
 
   The samples are split at random into train (1 - holdout) and held-out
-  parts, and the held-out part into two halves, validation and test. A critic
-  T(x, y) is trained with Adam to maximise `bound` on random training batches
-  of size K = batch_size (no repeats within a batch). Every `eval_every` steps
-  the bound is evaluated on `eval_batches` random size-K validation batches
-  (K matters: InfoNCE <= log K). Training stops at `steps`, or early when the
-  validation value has not improved by `min_delta` for `patience`
-  evaluations (None: never). The estimate is the bound on the test half at
-  the parameters with the best validation value: the test half is read once,
-  so the estimate is not the maximum of noisy values seen during training.
+  parts, and the held-out part into two halves, validation and test. Each
+  column is mapped by `preprocess` (fitted on the training rows). A critic
+  T(x, y) (with the state its bound needs: a learned baseline a(x) for TUBA /
+  I_alpha, MINE's moving average) is trained with the library's train step
+  (`mi_jax.training.make_train_step`, non-finite guard) and AdamW after
+  global-norm clipping, to maximise `bound` on random training batches of
+  size K = batch_size (no repeats within a batch); with `negatives=M` each
+  row is scored against its positive and M other rows only. Every
+  `eval_every` steps the bound is read out on the whole validation split.
+  Training stops at `steps`, or early when the validation value has not
+  improved by `min_delta` for `patience` evaluations (None: never). The
+  estimate is the bound on all n_test^2 pairs of the test split (InfoNCE
+  with K = n_test) at the parameters with the best validation value: the
+  test split is read once, so the estimate is not the maximum of noisy
+  values seen during training.
 
-  Standard error: SE^2 = var_M K / (n_t - K) + var_M / M, where var_M is the
-  variance of the M test batch values and n_t the test size (the subsampling
-  approximation; it ignores the critic's own training noise).
+  Defaults (chosen on issue 9's benchmark rows, see docs/estimation.md):
+  InfoNCE, a concat critic (one hidden layer of 128) trained with 15
+  negatives per row (about the cost of a separable critic on all K^2 pairs),
+  gaussianized columns (heavy tails never reach the critic).
+
+  Standard error (float64, host): SE^2 = var_M K / (n_t - K), where var_M is
+  the variance of the bound over M random size-K test batches and n_t the
+  test size (the subsampling approximation; it ignores the critic's own
+  training noise). Implausible read-outs are flagged (see `FLAGS`).
 
   Bounds: InfoNCE (van den Oord et al. 2018), NWJ/TUBA (Nguyen et al. 2010;
   Poole et al. 2019), DV / MINE (Belghazi et al. 2018), JS trained, NWJ read
@@ -475,8 +494,8 @@ def estimate(x, y, *, bound: str = "smile", critic: str = "separable",
     y: samples `[N, Dy]`, paired row by row with x.
     bound: a name in mi_jax.bounds.NAMES, or a callable `fn(scores) -> value`.
     critic: a name for mi_jax.critics.make ("separable", "concat", "bilinear",
-      "inner_product"); "concat" scores all K^2 pairs with one MLP (slower).
-    batch_size: K, training and held-out batch size.
+      "inner_product"), or "concat+separable" (both, scores added).
+    batch_size: K, training batch size (and size of the SE's test subsets).
     steps: maximum training steps (rounded up to whole chunks).
     lr: Adam learning rate.
     seed: seed of the split, the critic's initialisation and the batches.
@@ -484,15 +503,18 @@ def estimate(x, y, *, bound: str = "smile", critic: str = "separable",
     eval_every: steps per compiled chunk between validation evaluations.
     patience: evaluations without improvement before stopping; None disables.
     min_delta: improvement in nats that resets the patience counter.
-    eval_batches: M, random batches per validation / test evaluation.
+    eval_batches: M, random test batches for the standard error (and the
+      validation value when the whole split cannot be read at once).
     preprocess: per-column map fitted on the training split (MI is invariant
-      to invertible per-coordinate maps): "standardize" (z-score, default),
-      "gaussianize" (training ECDF then the normal quantile: use it for
-      heavy-tailed data, where NWJ / DV / MINE read-outs otherwise explode),
-      or "none".
+      to invertible per-coordinate maps): "gaussianize" (default: training
+      ECDF then the normal quantile; heavy tails and monotone warps vanish),
+      "standardize" (z-score) or "none".
     bound_options: keyword options of the bound, e.g. {"clip": 5.0} (SMILE).
     critic_options: keyword options of the critic (see mi_jax.critics);
-      None: DEFAULT_CRITIC_OPTIONS (separable: hidden (128,), out_dim 32).
+      None: DEFAULT_CRITIC_OPTIONS. {"bilinear_skip": True} adds x^T W y.
+    negatives: negatives per row in training: None (all K - 1), an integer,
+      or "auto" (DEFAULT_NEGATIVES: 15 for concat critics, else all).
+    weight_decay: AdamW's decoupled weight decay.
 
   Returns:
     An `EstimateResult`; `str(result)` is "mi ± stderr nats [flags]".
@@ -521,6 +543,12 @@ def estimate(x, y, *, bound: str = "smile", critic: str = "separable",
         f"{max(min(n_train, n_valid), 1)}, a larger holdout, or more samples.")
   if not lr > 0:
     raise ValueError(f"lr must be positive; got {lr}.")
+  if isinstance(negatives, str) and negatives == "auto":
+    negatives = DEFAULT_NEGATIVES.get(critic)
+    if (negatives is not None and bound == "interpolated") or callable(bound):
+      negatives = None
+    if negatives is not None:
+      negatives = min(negatives, batch_size - 1)
   if negatives is not None:
     if (isinstance(negatives, bool) or not isinstance(negatives, (int, np.integer))
         or not 1 <= negatives <= batch_size - 1):
@@ -574,8 +602,8 @@ def estimate(x, y, *, bound: str = "smile", critic: str = "separable",
   objective = c.objective
   key = jax.random.key(seed)
   state = c.init(key, lr, weight_decay)
-  full_valid = _can_read_full(objective, critic, n_valid)
-  full_test = _can_read_full(objective, critic, n_test)
+  full_valid = _can_read_full(objective, critic, n_valid, critic_options)
+  full_test = _can_read_full(objective, critic, n_test, critic_options)
 
   def heldout_value(st):
     if full_valid:

@@ -135,8 +135,14 @@ class CriticModel(nnx.Module):
   def __init__(self, critic: nnx.Module, objective: Objective, dim_x: int, *,
                rngs: nnx.Rngs, baseline_hidden: int = 64,
                bilinear_dim_y: int | None = None,
-               second: nnx.Module | None = None):
+               second: nnx.Module | None = None,
+               square_features: bool = False):
     self.critic = critic
+    # Optional input features [x, x^2] (elementwise) for the critics: a
+    # Gaussian log density ratio is quadratic, a Student-t one a function of
+    # |x|^2 and |y|^2, so both become easier to fit. Functions of x and y
+    # only: the MI the bound measures is unchanged.
+    self.square_features = square_features
     # Optional second critic whose scores are added (e.g. a separable critic
     # beside a concat one: products g(x).h(y) come easily to the first,
     # general pair functions to the second).
@@ -162,10 +168,17 @@ class CriticModel(nnx.Module):
       return None
     return self.baseline(x_BxDx)[:, 0].astype(jnp.float32)
 
+  def features(self, a_BxD):
+    """The critics' input: a, or [a, a^2] with square_features."""
+    if not self.square_features:
+      return a_BxD
+    return jnp.concatenate([a_BxD, a_BxD * a_BxD], axis=-1)
+
   def __call__(self, x_BxDx, y_CxDy):
-    scores_BxC = self.critic(x_BxDx, y_CxDy)
+    fx, fy = self.features(x_BxDx), self.features(y_CxDy)
+    scores_BxC = self.critic(fx, fy)
     if self.second is not None:
-      scores_BxC = scores_BxC + self.second(x_BxDx, y_CxDy)
+      scores_BxC = scores_BxC + self.second(fx, fy)
     if self.skip is not None:
       scores_BxC = scores_BxC + (x_BxDx @ self.skip[...]) @ y_CxDy.T
     return scores_BxC
@@ -173,14 +186,14 @@ class CriticModel(nnx.Module):
   def pair_scores(self, x_BxDx, y_CxDy, cols_BxM):
     """out[i, m] = T(x_i, y_{cols[i, m]}), `[B, M]`: only the chosen pairs
     are scored when the critic can (ConcatMLP.pair_scores)."""
+    fx, fy = self.features(x_BxDx), self.features(y_CxDy)
     if hasattr(self.critic, "pair_scores"):
-      scores_BxM = self.critic.pair_scores(x_BxDx, y_CxDy, cols_BxM)
+      scores_BxM = self.critic.pair_scores(fx, fy, cols_BxM)
     else:
-      scores_BxM = jnp.take_along_axis(self.critic(x_BxDx, y_CxDy), cols_BxM,
-                                       axis=1)
+      scores_BxM = jnp.take_along_axis(self.critic(fx, fy), cols_BxM, axis=1)
     if self.second is not None:
       scores_BxM = scores_BxM + jnp.take_along_axis(
-          self.second(x_BxDx, y_CxDy), cols_BxM, axis=1)
+          self.second(fx, fy), cols_BxM, axis=1)
     if self.skip is not None:
       scores_BxM = scores_BxM + jnp.einsum(
           "bd,bmd->bm", x_BxDx @ self.skip[...], y_CxDy[cols_BxM])
