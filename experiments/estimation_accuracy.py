@@ -49,10 +49,12 @@ def run_estimator(name, x, y, args):
   elif name == "ksg":
     value, se, flags = estimation.ksg_mi(x, y, k=5), float("nan"), ()
   else:
+    kwargs = {k: v for k, v in (("critic", args.critic),
+                                ("preprocess", args.preprocess)) if v}
     r = estimation.estimate(
-        x, y, bound=name, critic=args.critic, batch_size=args.batch_size,
-        steps=args.steps, seed=args.seed, preprocess=args.preprocess,
-        bound_options={"clip": 5.0} if name == "smile" else None)
+        x, y, bound=name, batch_size=args.batch_size, steps=args.steps,
+        seed=args.seed, bound_options={"clip": 5.0} if name == "smile" else None,
+        **kwargs)
     value, se, flags = r.mi, r.stderr, r.flags
   return value, se, flags, time.perf_counter() - t0
 
@@ -97,10 +99,11 @@ def main(argv=None):
   parser.add_argument("--n", type=int, default=5000)
   parser.add_argument("--steps", type=int, default=5000)
   parser.add_argument("--batch-size", type=int, default=256)
-  parser.add_argument("--critic", default="separable")
+  parser.add_argument("--critic", default=None,
+                      help="default: estimate()'s default critic")
   parser.add_argument("--bounds", default=",".join(NEURAL))
   parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--preprocess", default="standardize",
+  parser.add_argument("--preprocess", default=None,
                       help="standardize, gaussianize or none (neural bounds)")
   parser.add_argument("--tasks", default="",
                       help="comma-separated substrings of task names to run")

@@ -18,6 +18,7 @@ and the same table on stdout.
 
 import argparse
 import csv
+import functools
 import os
 import time
 
@@ -25,11 +26,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import nnx
 
-from mi_jax import critics
-from mi_jax.estimation import _neural
-from mi_jax.estimation import _objective
+from mi_jax import estimation
+from mi_jax import training
 from mi_jax.estimation import tasks
 
 BOUNDS = ("infonce", "nwj", "tuba", "dv", "mine", "jsd", "interpolated", "smile")
@@ -37,33 +36,40 @@ BOUND_OPTIONS = {"smile": {"clip": 5.0}, "interpolated": {"alpha": 0.5}}
 
 
 def make_level_runner(bound, critic, dim, batch_size, lr, critic_options):
-  """Returns (init(seed) -> carry, run(carry, key, rho, cubic) -> (carry, values)).
+  """Returns (init(seed) -> state, run(state, key, rho, cubic, steps) -> (state, values)).
 
-  `run` is jitted once; `steps` comes from the key array's length, rho and
-  cubic are traced, so every level and both variants reuse one compilation.
+  The library's train step (`mi_jax.training.make_train_step`, with its
+  non-finite guard) on the estimator's loss (`estimation.loss_fn`: -bound;
+  TUBA / I_alpha learn their baseline a(x), MINE's moving average rides in
+  the state), scanned over a level's steps by `make_multi_step`. The batch of
+  step t is drawn inside the step from its key: `rho` and `cubic` are traced,
+  so every level and both variants reuse one compilation.
   """
-  objective = _objective.make_objective(bound, BOUND_OPTIONS.get(bound))
-  template = critics.make(critic, dim, dim, rngs=nnx.Rngs(0), **critic_options)
-  graphdef, _, _ = nnx.split(template, nnx.Param, ...)
+  objective = estimation.make_objective(bound, BOUND_OPTIONS.get(bound))
   tx = optax.adam(lr)
+  make = lambda seed: estimation.make_critic_model(
+      objective, critic, dim, dim, seed=seed, critic_options=critic_options)
+  graphdef, _ = training.init_train_state(make(0), tx)
+  loss = estimation.loss_fn(objective)
+
+  def sampled_loss(model, level, key):
+    rho, cubic = level
+    kx, ke = jax.random.split(key)
+    x_BxD = jax.random.normal(kx, (batch_size, dim))
+    e_BxD = jax.random.normal(ke, (batch_size, dim))
+    y_BxD = rho * x_BxD + jnp.sqrt(1.0 - rho**2) * e_BxD
+    return loss(model, (x_BxD, jnp.where(cubic, y_BxD**3, y_BxD)), key)
+
+  step = training.make_train_step(graphdef, tx, sampled_loss)
 
   def init(seed):
-    model = critics.make(critic, dim, dim, rngs=nnx.Rngs(seed),
-                         **critic_options)
-    _, params, rest = nnx.split(model, nnx.Param, ...)
-    return (params, rest, tx.init(params), objective.init_state)
+    return training.init_train_state(make(seed), tx)[1]
 
-  @jax.jit
-  def run(carry, keys, rho, cubic):
-    def sample(key):
-      kx, ke = jax.random.split(key)
-      x_BxD = jax.random.normal(kx, (batch_size, dim))
-      e_BxD = jax.random.normal(ke, (batch_size, dim))
-      y_BxD = rho * x_BxD + jnp.sqrt(1.0 - rho**2) * e_BxD
-      return x_BxD, jnp.where(cubic, y_BxD**3, y_BxD)
-
-    step = _neural.make_train_step(graphdef, tx, objective, sample)
-    return jax.lax.scan(step, carry, keys)
+  @functools.partial(jax.jit, static_argnums=4)
+  def run(state, key, rho, cubic, steps):
+    level = (jnp.full((steps,), rho), jnp.full((steps,), cubic))
+    state, metrics = training.make_multi_step(step, steps)(state, level, key)
+    return state, metrics["value"]
 
   return init, run
 
@@ -159,14 +165,14 @@ def main(argv=None):
     init, run = make_level_runner(bound, args.critic, args.dim,
                                   args.batch_size, args.lr, critic_options)
     for v_i, variant in enumerate(variants):
-      carry = init(args.seed + 100 * v_i + b_i)
+      state = init(args.seed + 100 * v_i + b_i)
       key = jax.random.key(args.seed + 100 * v_i)
       values = []
       for mi in levels:
         key, sub = jax.random.split(key)
         rho = tasks.rho_for_mi(mi, args.dim)
-        carry, vals = run(carry, jax.random.split(sub, steps_per_level),
-                          jnp.float32(rho), jnp.asarray(variant == "cubic"))
+        state, vals = run(state, sub, jnp.float32(rho),
+                          jnp.asarray(variant == "cubic"), steps_per_level)
         values.append(np.asarray(vals))
       results[(variant, bound)] = np.concatenate(values)
     timings[bound] = time.perf_counter() - t0

@@ -136,16 +136,31 @@ class ConcatMLP(nnx.Module):
     widths = _hidden(hidden, layers)
     self.mlp = _MLP((dim_a + dim_b, *widths, 1), activation, rngs=rngs)
 
-  def __call__(self, za_BxD, zb_CxD):
+  def _split_first_layer(self, za_BxD, zb_CxD):
+    """First layer on each side: (a_i W_a [B, H], b_j W_b + bias [C, H])."""
     _check_inputs("ConcatMLP", za_BxD, zb_CxD, self.dim_a, self.dim_b)
-    first, rest = self.mlp.layers[0], self.mlp.layers[1:]
+    first = self.mlp.layers[0]
     kernel = first.kernel[...]
-    ha_BxH = za_BxD @ kernel[:self.dim_a]
-    hb_CxH = zb_CxD @ kernel[self.dim_a:] + first.bias[...]
-    h_BxCxH = ha_BxH[:, None, :] + hb_CxH[None, :, :]
-    for layer in rest:
+    return (za_BxD @ kernel[:self.dim_a],
+            zb_CxD @ kernel[self.dim_a:] + first.bias[...])
+
+  def _head(self, h_BxCxH):
+    for layer in self.mlp.layers[1:]:
       h_BxCxH = layer(self.mlp.activation(h_BxCxH))
     return h_BxCxH[..., 0].astype(jnp.float32)
+
+  def __call__(self, za_BxD, zb_CxD):
+    ha_BxH, hb_CxH = self._split_first_layer(za_BxD, zb_CxD)
+    return self._head(ha_BxH[:, None, :] + hb_CxH[None, :, :])
+
+  def pair_scores(self, za_BxD, zb_CxD, cols_BxM):
+    """Scores of chosen pairs only: out[i, m] = f(a_i, b_{cols[i, m]}), [B, M].
+
+    Costs B * M MLP evaluations instead of B * C: a concat critic trained on
+    a few negatives per row (`mi_jax.estimate(..., negatives=M - 1)`).
+    """
+    ha_BxH, hb_CxH = self._split_first_layer(za_BxD, zb_CxD)
+    return self._head(ha_BxH[:, None, :] + hb_CxH[cols_BxM])
 
 
 def make(name: str, dim_a: int, dim_b: int, *, rngs: nnx.Rngs, **kwargs):

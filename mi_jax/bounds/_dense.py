@@ -68,8 +68,14 @@ def tuba(scores, mask=None, *, log_baseline=0.0):
     I_TUBA = 1 + E_P[f(a_i, b_j) - a_i] - E_Q[exp(f(a_i, b_j) - a_i)]
 
   `a` is a scalar or a per-row [B] array (a baseline that depends on a_i).
-  The exponential saturates at e^80 instead of overflowing (see
-  `_common.saturating_exp`), so the value stays finite for any finite score.
+  The marginal term E_Q[e^(f - a)] is exact up to e^20 and grows
+  logarithmically beyond it (`_common.capped_exp`), so the value and the
+  gradient stay finite for any finite score.
+
+  Learned baseline (Poole et al. 2019, section 2.2): the bound holds for any
+  a(x_i); it is tightest at a(x) = log E_{p(y)}[e^{f(x, y)}], so a small
+  network trained jointly with the critic on the same bound (as
+  `mi_jax.estimate(bound="tuba")` does) makes it tight for every row.
 
   Args:
     scores: [B, C] floating scores.
@@ -90,7 +96,7 @@ def tuba(scores, mask=None, *, log_baseline=0.0):
     raise ValueError(f"log_baseline must be a scalar or [B], got {a.shape}.")
   shifted = s - a
   joint = masked_mean(shifted, pos)
-  marg = _common.saturating_exp(masked_logmeanexp(shifted, neg))
+  marg = _common.capped_exp(masked_logmeanexp(shifted, neg))
   return 1.0 + joint - marg
 
 
@@ -138,14 +144,18 @@ def mine(scores, mask=None, *, ema=None, decay=0.99):
   i.e. the surrogate  sg(log E_Q[e^f]) + E_Q[e^f]/sg(m_t) - sg(E_Q[e^f]/m_t).
 
   The state is kept in log space so it cannot overflow: `ema` is log m_{t-1}
-  (None on the first step, which starts the average at the batch value and
-  gives the plain DV gradient), and the returned `new_ema` is log m_t. The
-  gradient weight E_Q[e^f]/m_t is at most 1/(1 - decay), so it stays finite.
+and the returned `new_ema` is log m_t. `ema=None` or a non-finite `ema`
+(e.g. -inf, the "no average yet" value a train state starts from) starts
+the average at the batch value and gives the plain DV gradient; because the
+empty state is a value, not None, a compiled train step calls this function
+once per step, with one code path. The gradient weight E_Q[e^f]/m_t is at
+most 1/(1 - decay), so it stays finite.
 
   Args:
     scores: [B, C] floating scores.
     mask: optional boolean [B, C] of positive pairs.
-    ema: None or float32 scalar, log of the moving average (state in).
+    ema: None or float32 scalar, log of the moving average (state in);
+      non-finite means empty.
     decay: moving-average decay in [0, 1).
 
   Returns:
@@ -162,8 +172,12 @@ def mine(scores, mask=None, *, ema=None, decay=0.99):
     if ema.ndim != 0:
       raise ValueError(f"ema must be a scalar, got shape {ema.shape}.")
     decay = jnp.asarray(decay, jnp.float32)
-    new_ema = sg(jnp.logaddexp(jnp.log(decay) + ema,
-                               jnp.log1p(-decay) + sg(lme)))
+    started = jnp.isfinite(ema)
+    safe_ema = jnp.where(started, ema, 0.0)
+    new_ema = sg(jnp.where(
+        started,
+        jnp.logaddexp(jnp.log(decay) + safe_ema, jnp.log1p(-decay) + lme),
+        lme))
   ratio = jnp.exp(lme - new_ema)
   neg_term = sg(lme) + ratio - sg(ratio)
   return masked_mean(s, pos) - neg_term, new_ema
@@ -301,7 +315,7 @@ def interpolated(scores, mask=None, *, alpha=0.5, log_baseline=0.0):
   base_BxB = _common.logaddexp(jnp.log(alpha) + loo_BxB,
                                jnp.log1p(-alpha) + a_B[:, None])
   base_diag_B = jnp.diagonal(base_BxB)
-  marg = _common.saturating_exp(
+  marg = _common.capped_exp(
       masked_logmeanexp(s - base_diag_B[:, None], neg))
   joint = masked_mean(jnp.diagonal(s)[:, None] - base_BxB, neg)
   return 1.0 + joint - marg

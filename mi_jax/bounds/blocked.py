@@ -183,4 +183,4 @@ def nwj(za_KxD, zb_KxD, *, weight=None, block_size=512, precision=None):
   """
   za, zb, bs = _prepare(za_KxD, zb_KxD, weight, block_size)
   lme = _offdiag_logmeanexp(za, zb, bs, precision)
-  return jnp.mean(_diag(za, zb)) - _common.saturating_exp(lme - 1.0)
+  return jnp.mean(_diag(za, zb)) - _common.capped_exp(lme - 1.0)

@@ -6,6 +6,8 @@
   KSGEstimator                            for benchmark harnesses
   gaussian_mi, ksg_mi                     classical baselines (CCA, KSG)
   tasks                                   synthetic tasks with known MI
+  make_objective, make_critic_model,      the estimator's pieces, for
+  loss_fn, CriticModel, EmaState          mi_jax.training.make_train_step
 """
 
 from mi_jax.estimation import tasks
@@ -15,6 +17,13 @@ from mi_jax.estimation._classical import ksg_mi
 from mi_jax.estimation._estimators import GaussianEstimator
 from mi_jax.estimation._estimators import KSGEstimator
 from mi_jax.estimation._estimators import NeuralEstimator
+from mi_jax.estimation._neural import FLAGS
+from mi_jax.estimation._neural import IMPLAUSIBLE
 from mi_jax.estimation._neural import EstimateResult
 from mi_jax.estimation._neural import estimate
+from mi_jax.estimation._neural import make_critic_model
+from mi_jax.estimation._objective import CriticModel
+from mi_jax.estimation._objective import EmaState
+from mi_jax.estimation._objective import Objective
+from mi_jax.estimation._objective import loss_fn
 from mi_jax.estimation._objective import make_objective

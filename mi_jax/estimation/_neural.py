@@ -22,12 +22,23 @@ import optax
 from flax import nnx
 from scipy import special
 
+from mi_jax import bounds
+from mi_jax import training
 from mi_jax.estimation import _checks
 from mi_jax.estimation import _objective
 
 FLAG_STILL_RISING = "still_rising"
 FLAG_DIVERGED = "diverged"
 FLAG_LOG_K_CEILING = "log_k_ceiling"
+FLAG_NEGATIVE = "far_below_zero"
+FLAG_HELDOUT_ABOVE_TRAIN = "heldout_above_train"
+FLAG_HIGH_VARIANCE = "high_variance"
+FLAG_SKIPPED_STEPS = "skipped_steps"
+
+# |estimate| beyond this many nats is not a plausible MI read-out.
+DIVERGED_NATS = 100.0
+# The read-out is a dense score matrix over the whole split up to this size.
+DENSE_READOUT_MAX = 4096
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,9 +46,10 @@ class EstimateResult:
   """What `estimate` returns.
 
   Attributes:
-    mi: held-out point estimate, nats: the bound on the test split at the
-      parameters chosen on the validation split.
-    stderr: its standard error, nats (see `estimate`).
+    mi: held-out point estimate, nats: the bound on the whole test split (all
+      n_test^2 pairs; InfoNCE with K = n_test) at the parameters chosen on
+      the validation split.
+    stderr: its standard error, nats (see `estimate`), float64 on the host.
     bound: bound name.
     critic: critic name.
     steps: training steps run.
@@ -46,10 +58,15 @@ class EstimateResult:
     curve_train: mean training-batch bound over each chunk, `[E]`.
     curve_heldout: validation (held-out) bound after each chunk, `[E]`.
     wall_time: seconds for the whole call (compilation included).
-    flags: warnings, a subset of ("still_rising", "diverged", "log_k_ceiling").
-    batch_size: training and held-out batch size K.
+    flags: warnings (see `FLAGS`); `str(result)` prints each with advice.
+    batch_size: training batch size K (and the size of the SE's subsets).
     n_train: training samples.
     n_heldout: held-out samples (validation + test halves).
+    skipped_steps: train steps whose loss or gradient was not finite; the
+      train step kept the previous parameters on those.
+    heldout_batch_mean: mean bound over M random size-K test batches.
+    train_batch_mean: the same read-out on M random size-K training batches
+      at the same parameters (the "heldout_above_train" flag compares them).
   """
   mi: float
   stderr: float
@@ -65,6 +82,9 @@ class EstimateResult:
   batch_size: int
   n_train: int
   n_heldout: int
+  skipped_steps: int = 0
+  heldout_batch_mean: float = float("nan")
+  train_batch_mean: float = float("nan")
 
   @property
   def still_rising(self) -> bool:
@@ -78,13 +98,19 @@ class EstimateResult:
   def hit_ceiling(self) -> bool:
     return FLAG_LOG_K_CEILING in self.flags
 
+  @property
+  def plausible(self) -> bool:
+    """No flag says the read-out is implausible (rising/ceiling excepted)."""
+    return not set(self.flags) & set(IMPLAUSIBLE)
+
   def __float__(self) -> float:
     return float(self.mi)
 
   def __str__(self) -> str:
     text = f"{self.mi:.4f} ± {self.stderr:.4f} nats"
     for flag in self.flags:
-      text += f"  [{_FLAG_ADVICE[flag](self)}]"
+      text += f"  [{flag.upper() if flag in IMPLAUSIBLE else flag}: "
+      text += f"{_FLAG_ADVICE[flag](self)}]"
     return text
 
 
@@ -92,12 +118,32 @@ _FLAG_ADVICE = {
     FLAG_STILL_RISING: lambda r: (
         "still rising at the end of training: increase steps"),
     FLAG_DIVERGED: lambda r: (
-        "diverged (non-finite values): the estimate is from the last finite "
-        "parameters; lower lr or use a bounded objective (smile, infonce)"),
+        f"diverged: a non-finite value, or |estimate| > {DIVERGED_NATS:g} "
+        "nats; do not use this number. Lower lr, use "
+        "preprocess='gaussianize', or a bounded bound (smile, infonce)"),
     FLAG_LOG_K_CEILING: lambda r: (
-        f"at the InfoNCE ceiling log K = {math.log(r.batch_size):.3f}: the "
-        "true MI may be higher; increase batch_size or use another bound"),
+        f"at the InfoNCE ceiling log n_test = {math.log(r.n_heldout - r.n_heldout // 2):.3f}: the "
+        "true MI may be higher; use more samples or another bound"),
+    FLAG_NEGATIVE: lambda r: (
+        "a lower bound far below zero: the critic failed (MI >= 0); the "
+        "value says nothing about the MI. Try preprocess='gaussianize', "
+        "another bound or a lower lr"),
+    FLAG_HELDOUT_ABOVE_TRAIN: lambda r: (
+        f"held-out value {r.heldout_batch_mean:.3f} far above the training "
+        f"value {r.train_batch_mean:.3f} (same read-out, size-K batches): "
+        "implausible for a trained critic (train/test mismatch?)"),
+    FLAG_HIGH_VARIANCE: lambda r: (
+        "exploding variance across held-out batches: the estimate is "
+        "dominated by a few samples (heavy tails?); try "
+        "preprocess='gaussianize' or a lower-variance bound (infonce, smile)"),
+    FLAG_SKIPPED_STEPS: lambda r: (
+        f"{r.skipped_steps} train steps had a non-finite loss or gradient "
+        "and were skipped"),
 }
+FLAGS = tuple(_FLAG_ADVICE)
+# Flags that say the number should not be trusted.
+IMPLAUSIBLE = (FLAG_DIVERGED, FLAG_NEGATIVE, FLAG_HELDOUT_ABOVE_TRAIN,
+               FLAG_HIGH_VARIANCE)
 
 
 # ----------------------------------------------------------------------------
@@ -119,51 +165,75 @@ def batch_indices(rng: np.random.Generator, n: int, steps: int,
   return idx[:steps].astype(np.int32)
 
 
-def make_train_step(graphdef, tx, objective, sample_fn):
-  """Pure step `(carry, step_input) -> (carry, value)` for `lax.scan`.
+def negative_offsets(rng: np.random.Generator, steps: int, batch_size: int,
+                     negatives: int) -> np.ndarray:
+  """`[steps, 1 + negatives]` int32: 0, then distinct offsets in [1, K - 1].
 
-  carry = (params, rest, opt_state, bound_state); `sample_fn(step_input) ->
-  (x_BxDx, y_BxDy)` makes the batch. Adam ascends the bound (descends -value).
+  Row i of a batch is scored against columns (i + offset) mod K: itself (the
+  positive) and `negatives` distinct other rows; every column serves as a
+  negative equally often.
   """
-
-  def loss_fn(params, rest, x_BxDx, y_BxDy, bound_state):
-    critic = nnx.merge(graphdef, params, rest)
-    scores_BxB = critic(x_BxDx, y_BxDy)
-    value, new_state = objective.train(scores_BxB, bound_state)
-    return -value, (value, new_state)
-
-  def step(carry, step_input):
-    params, rest, opt_state, bound_state = carry
-    x_BxDx, y_BxDy = sample_fn(step_input)
-    grads, (value, bound_state) = jax.grad(loss_fn, has_aux=True)(
-        params, rest, x_BxDx, y_BxDy, bound_state)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    params = optax.apply_updates(params, updates)
-    return (params, rest, opt_state, bound_state), value
-
-  return step
+  order = np.argsort(rng.random((steps, batch_size - 1)), axis=1)
+  off = order[:, :negatives] + 1
+  return np.concatenate([np.zeros((steps, 1), np.int64), off], 1).astype(
+      np.int32)
 
 
-def make_readout(graphdef, objective):
-  """`(params, rest, x_MxBxDx, y_MxBxDy) -> values_M`: read-out per batch."""
-
-  def readout(params, rest, x_MxBxDx, y_MxBxDy):
-    critic = nnx.merge(graphdef, params, rest)
-    return jax.lax.map(lambda xy: objective.readout(critic(*xy)),
-                       (x_MxBxDx, y_MxBxDy))
-
-  return readout
-
-
-def _make_critic(name, dim_x, dim_y, seed, options):
+def _make_critic(name, dim_x, dim_y, rngs, options):
   from mi_jax import critics  # pylint: disable=g-import-not-at-top
   if not isinstance(name, str):
     raise ValueError(f"critic must be a name; got {name!r}.")
   try:
-    return critics.make(name, dim_x, dim_y, rngs=nnx.Rngs(seed), **options)
+    return critics.make(name, dim_x, dim_y, rngs=rngs, **options)
   except (ValueError, KeyError, TypeError) as e:
     raise ValueError(f"could not build critic {name!r} with options "
                      f"{options}: {e}") from e
+
+
+def make_critic_model(objective, critic, dim_x, dim_y, *, seed=0,
+                      critic_options=None):
+  """A `CriticModel` (critic + the bound's state) for `objective`.
+
+  `critic` is a name for `mi_jax.critics.make`; `seed` an int or a PRNG key.
+  Train it with `mi_jax.training.make_train_step(graphdef, tx,
+  estimation.loss_fn(objective))`.
+  """
+  rngs = nnx.Rngs(seed)
+  options = dict(critic_options or {})
+  skip = options.pop("bilinear_skip", False)
+  square = options.pop("square_features", False)
+  fx, fy = (2 * dim_x, 2 * dim_y) if square else (dim_x, dim_y)
+  second = None
+  if critic == HYBRID:  # concat + separable, scores added
+    sep = options.pop("separable", DEFAULT_CRITIC_OPTIONS["separable"])
+    second = _make_critic("separable", fx, fy, rngs, dict(sep))
+    _zero_output_layer(second)
+    critic = "concat"
+  model = _objective.CriticModel(
+      _make_critic(critic, fx, fy, rngs, options), objective, dim_x,
+      rngs=rngs, bilinear_dim_y=dim_y if skip else None, second=second,
+      square_features=square)
+  _zero_output_layer(model.critic)
+  return model
+
+
+def _zero_output_layer(critic):
+  """Starts the critic at T(x, y) = 0 by zeroing its last linear layer.
+
+  With random last layers a separable critic's initial scores reach +-20 on
+  standardised inputs, so e^T terms start at e^20: MINE's moving average
+  then lags by thousands of steps and its training diverges, and NWJ / TUBA
+  start with huge gradients. From T = 0 every bound starts at a finite value
+  near 0; the gradients reaching the zeroed layer are non-zero, so it learns.
+  """
+  for path in (("h", "layers"), ("mlp", "layers")):
+    layers = getattr(getattr(critic, path[0], None), path[1], None)
+    if layers is not None:
+      last = layers[-1]
+      last.kernel[...] = jnp.zeros_like(last.kernel[...])
+      return
+  if hasattr(critic, "kernel"):  # bilinear
+    critic.kernel[...] = jnp.zeros_like(critic.kernel[...])
 
 
 # Defaults of estimate() per critic: sized for 10-100k samples of 1-50 dims,
@@ -172,11 +242,28 @@ def _make_critic(name, dim_x, dim_y, seed, options):
 DEFAULT_CRITIC_OPTIONS = {
     "separable": {"hidden": (128,), "out_dim": 32},
     "concat": {"hidden": (128,)},
+    "concat+separable": {"hidden": (128,)},
 }
+# A concat critic plus a separable one, their scores added.
+HYBRID = "concat+separable"
+# negatives="auto": negatives per row in training, per critic (None: all K-1).
+DEFAULT_NEGATIVES = {"concat": 15, HYBRID: 15}
 
 
 def _freeze(options):
   return tuple(sorted((options or {}).items()))
+
+
+def _row_chunked_scores(model, x_NxDx, y_MxDy, rows):
+  """`model(x, y)` `[N, M]` computed `rows` rows at a time (bounded memory)."""
+  n = x_NxDx.shape[0]
+  if n <= rows:
+    return model(x_NxDx, y_MxDy)
+  pad = -n % rows
+  x_blocks = jnp.pad(x_NxDx, ((0, pad), (0, 0))).reshape(
+      -1, rows, x_NxDx.shape[1])
+  s = jax.lax.map(lambda xb: model(xb, y_MxDy), x_blocks)
+  return s.reshape(-1, y_MxDy.shape[0])[:n]
 
 
 class Compiled(NamedTuple):
@@ -187,38 +274,87 @@ class Compiled(NamedTuple):
   init: Callable
   train_chunk: Callable
   readout: Callable
+  full_readout: Callable
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled(bound, bound_options, critic, critic_options, dim_x, dim_y):
+def _compiled(bound, bound_options, critic, critic_options, dim_x, dim_y,
+              max_grad_norm=10.0):
+  # (negatives are a property of the batches: see `train_chunk`.)
   """`Compiled` functions for one configuration.
 
   Cached across calls, so repeated estimates with one configuration compile
-  once (per data shape). `init(key, lr) -> carry` builds the critic under jit:
-  eager initialisation would compile every initializer op separately.
+  once (per data shape). `init(key, lr) -> TrainState` builds the model under
+  jit: eager initialisation would compile every initializer op separately.
+  Training uses the library's step (`mi_jax.training.make_train_step`: a
+  non-finite loss or gradient leaves the state unchanged) scanned over a
+  chunk of steps (`make_multi_step`).
   """
   objective = _objective.make_objective(bound, dict(bound_options))
-  template = nnx.eval_shape(lambda: _make_critic(
-      critic, dim_x, dim_y, 0, dict(critic_options)))
-  graphdef, _, _ = nnx.split(template, nnx.Param, ...)
-  # The learning rate lives in the optimizer state: no recompile per lr.
-  tx = optax.inject_hyperparams(optax.adam)(learning_rate=1e-3)
+  build = lambda key: make_critic_model(objective, critic, dim_x, dim_y,
+                                        seed=key,
+                                        critic_options=dict(critic_options))
+  graphdef, _, _ = training.split_model(nnx.eval_shape(lambda: build(0)))
+  # Clipping the global gradient norm before Adam keeps its second moment
+  # finite whatever the data; the learning rate lives in the optimizer state
+  # (no recompile per lr).
+  tx = optax.chain(optax.clip_by_global_norm(max_grad_norm),
+                   optax.inject_hyperparams(optax.adamw)(
+                       learning_rate=1e-3, weight_decay=0.0))
+  loss = _objective.loss_fn(objective)
+  rows = 16 if critic in ("concat", "concat_mlp", HYBRID) else DENSE_READOUT_MAX
 
-  def train_chunk(carry, x_train, y_train, idx_SxB):
-    step = make_train_step(graphdef, tx, objective,
-                           lambda idx: (x_train[idx], y_train[idx]))
-    return jax.lax.scan(step, carry, idx_SxB)
+  def train_chunk(state, x_train, y_train, batches, key):
+    """`batches`: idx_SxB, or (idx_SxB, offsets_SxM) for negative sampling:
+    row i is scored against columns (i + offsets) mod B, offsets[0] = 0."""
 
-  def init(key, lr):
-    model = _make_critic(critic, dim_x, dim_y, key, dict(critic_options))
-    _, params, rest = nnx.split(model, nnx.Param, ...)
-    opt_state = tx.init(params)
-    opt_state.hyperparams["learning_rate"] = jnp.asarray(lr, jnp.float32)
-    return params, rest, opt_state, objective.init_state
+    def gather(model, batch, k):
+      if isinstance(batch, tuple):
+        idx_B, off_M = batch
+        cols_BxM = (jnp.arange(idx_B.shape[0])[:, None] + off_M[None, :]
+                    ) % idx_B.shape[0]
+        return loss(model, (x_train[idx_B], y_train[idx_B], cols_BxM), k)
+      return loss(model, (x_train[batch], y_train[batch]), k)
 
-  readout = make_readout(graphdef, objective)
-  return Compiled(objective, graphdef, tx, jax.jit(init), jax.jit(train_chunk),
-                  jax.jit(readout))
+    step = training.make_train_step(graphdef, tx, gather)
+    num = jax.tree.leaves(batches)[0].shape[0]
+    state, metrics = training.make_multi_step(step, num)(state, batches, key)
+    return state, metrics["value"], metrics["finite"]
+
+  def init(key, lr, weight_decay):
+    _, state = training.init_train_state(build(key), tx)
+    hyper = state.opt_state[1].hyperparams
+    hyper["learning_rate"] = jnp.asarray(lr, jnp.float32)
+    hyper["weight_decay"] = jnp.asarray(weight_decay, jnp.float32)
+    return state
+
+  def readout(state, x_MxBxDx, y_MxBxDy):
+    """Bound per random size-K batch: `[M]`."""
+    model = training.merge_model(graphdef, state.params, state.rest)
+    return jax.lax.map(
+        lambda xy: objective.value(model(*xy), model.log_baseline(xy[0])),
+        (x_MxBxDx, y_MxBxDy))
+
+  def full_readout(state, x_NxDx, y_NxDy):
+    """Bound on the whole split: all N^2 pairs (InfoNCE with K = N)."""
+    model = training.merge_model(graphdef, state.params, state.rest)
+    n = x_NxDx.shape[0]
+    if n > DENSE_READOUT_MAX:  # memory-linear, separable critics only
+      fn = getattr(bounds.blocked, objective.blocked)
+      return fn(model.critic.g(model.features(x_NxDx)),
+                model.critic.h(model.features(y_NxDy)))
+    scores_NxN = _row_chunked_scores(model, x_NxDx, y_NxDy, rows)
+    return objective.value(scores_NxN, model.log_baseline(x_NxDx))
+
+  return Compiled(objective, graphdef, tx, jax.jit(init),
+                  jax.jit(train_chunk, donate_argnums=0), jax.jit(readout),
+                  jax.jit(full_readout))
+
+
+def _can_read_full(objective, critic, n, critic_options):
+  skip = dict(critic_options or {}).get("bilinear_skip", False)
+  return n <= DENSE_READOUT_MAX or (
+      objective.blocked is not None and critic == "separable" and not skip)
 
 
 # ----------------------------------------------------------------------------
@@ -254,18 +390,43 @@ def _gaussianize(x_NxD, train_idx):
   return out
 
 
-def _stderr(values_M, batch_size, n_heldout):
-  """SE of the held-out estimate from M random size-B subsets of n samples.
+def _stderr(values_M, batch_size, n_heldout, *, mean_of_batches):
+  """SE of the held-out estimate from M random size-K subsets of n samples.
 
-  A size-B batch estimate has variance ~ s^2 / B; across random subsets of a
-  finite set of n, var_M ~ s^2 / B (1 - B/n); the estimate's sampling variance
-  is ~ s^2 / n = var_M B / (n - B), plus var_M / M for using M subsets.
+  In float64 on the host. A size-K batch estimate has variance ~ s^2 / K;
+  across random subsets of a finite set of n, var_M ~ s^2 / K (1 - K/n); an
+  estimate from all n samples has sampling variance ~ s^2 / n =
+  var_M K / (n - K). When the estimate is itself the mean of the M batches
+  (`mean_of_batches`), var_M / M is added for using M subsets.
   """
+  values_M = np.asarray(values_M, np.float64)
   m = len(values_M)
-  var = float(np.var(values_M, ddof=1)) if m > 1 else 0.0
+  with np.errstate(all="ignore"):
+    var = float(np.var(values_M, ddof=1)) if m > 1 else 0.0
+  if not np.isfinite(var):
+    return float("inf") if np.isfinite(values_M).all() else float("nan")
+  extra = var / m if mean_of_batches else 0.0
   if n_heldout > batch_size:
-    return math.sqrt(var * batch_size / (n_heldout - batch_size) + var / m)
-  return math.sqrt(var)  # n == B: every subset is the whole set
+    return math.sqrt(var * batch_size / (n_heldout - batch_size) + extra)
+  return math.sqrt(var)  # n == K: every subset is the whole set
+
+
+def _implausible(mi, stderr, batch_mean_M, train_value):
+  """Flags for a read-out that cannot be trusted (see `_FLAG_ADVICE`)."""
+  flags = []
+  if not np.isfinite(mi) or abs(mi) > DIVERGED_NATS:
+    return [FLAG_DIVERGED]
+  if mi < -max(0.1, 3.0 * stderr):
+    flags.append(FLAG_NEGATIVE)
+  values_M = np.asarray(batch_mean_M, np.float64)
+  se_batch = float(np.std(values_M, ddof=1) / math.sqrt(len(values_M))
+                   ) if len(values_M) > 1 else 0.0
+  if np.isfinite(train_value) and values_M.mean() > (
+      train_value + 0.1 + 0.1 * abs(train_value) + 3.0 * se_batch):
+    flags.append(FLAG_HELDOUT_ABOVE_TRAIN)
+  if not np.isfinite(stderr) or stderr > 0.25 + 0.25 * abs(mi):
+    flags.append(FLAG_HIGH_VARIANCE)
+  return flags
 
 
 def _still_rising(curve_steps, curve_heldout, stderr):
@@ -287,29 +448,43 @@ def _heldout_batches(rng, x_NxDx, y_NxDy, idx, batch_size, eval_batches):
   return jnp.asarray(x_NxDx[sel_MxK]), jnp.asarray(y_NxDy[sel_MxK])
 
 
-def estimate(x, y, *, bound: str = "smile", critic: str = "separable",
+def estimate(x, y, *, bound: str = "infonce", critic: str = "concat",
              batch_size: int = 256, steps: int = 5000, lr: float = 5e-4,
              seed: int = 0, holdout: float = 0.2, eval_every: int = 250,
              patience: int | None = 8, min_delta: float = 0.01,
-             eval_batches: int = 32, preprocess: str = "standardize",
+             eval_batches: int = 32, preprocess: str = "gaussianize",
              bound_options: dict | None = None,
-             critic_options: dict | None = None) -> EstimateResult:
+             critic_options: dict | None = None,
+             negatives: int | None | str = "auto",
+             weight_decay: float = 0.0) -> EstimateResult:
   """Neural variational estimate of I(X; Y) in nats, read out on held-out data.
 
   The samples are split at random into train (1 - holdout) and held-out
-  parts, and the held-out part into two halves, validation and test. A critic
-  T(x, y) is trained with Adam to maximise `bound` on random training batches
-  of size K = batch_size (no repeats within a batch). Every `eval_every` steps
-  the bound is evaluated on `eval_batches` random size-K validation batches
-  (K matters: InfoNCE <= log K). Training stops at `steps`, or early when the
-  validation value has not improved by `min_delta` for `patience`
-  evaluations (None: never). The estimate is the bound on the test half at
-  the parameters with the best validation value: the test half is read once,
-  so the estimate is not the maximum of noisy values seen during training.
+  parts, and the held-out part into two halves, validation and test. Each
+  column is mapped by `preprocess` (fitted on the training rows). A critic
+  T(x, y) (with the state its bound needs: a learned baseline a(x) for TUBA /
+  I_alpha, MINE's moving average) is trained with the library's train step
+  (`mi_jax.training.make_train_step`, non-finite guard) and AdamW after
+  global-norm clipping, to maximise `bound` on random training batches of
+  size K = batch_size (no repeats within a batch); with `negatives=M` each
+  row is scored against its positive and M other rows only. Every
+  `eval_every` steps the bound is read out on the whole validation split.
+  Training stops at `steps`, or early when the validation value has not
+  improved by `min_delta` for `patience` evaluations (None: never). The
+  estimate is the bound on all n_test^2 pairs of the test split (InfoNCE
+  with K = n_test) at the parameters with the best validation value: the
+  test split is read once, so the estimate is not the maximum of noisy
+  values seen during training.
 
-  Standard error: SE^2 = var_M K / (n_t - K) + var_M / M, where var_M is the
-  variance of the M test batch values and n_t the test size (the subsampling
-  approximation; it ignores the critic's own training noise).
+  Defaults (chosen on issue 9's benchmark rows, see docs/estimation.md):
+  InfoNCE, a concat critic (one hidden layer of 128) trained with 15
+  negatives per row (about the cost of a separable critic on all K^2 pairs),
+  gaussianized columns (heavy tails never reach the critic).
+
+  Standard error (float64, host): SE^2 = var_M K / (n_t - K), where var_M is
+  the variance of the bound over M random size-K test batches and n_t the
+  test size (the subsampling approximation; it ignores the critic's own
+  training noise). Implausible read-outs are flagged (see `FLAGS`).
 
   Bounds: InfoNCE (van den Oord et al. 2018), NWJ/TUBA (Nguyen et al. 2010;
   Poole et al. 2019), DV / MINE (Belghazi et al. 2018), JS trained, NWJ read
@@ -321,8 +496,8 @@ def estimate(x, y, *, bound: str = "smile", critic: str = "separable",
     y: samples `[N, Dy]`, paired row by row with x.
     bound: a name in mi_jax.bounds.NAMES, or a callable `fn(scores) -> value`.
     critic: a name for mi_jax.critics.make ("separable", "concat", "bilinear",
-      "inner_product"); "concat" scores all K^2 pairs with one MLP (slower).
-    batch_size: K, training and held-out batch size.
+      "inner_product"), or "concat+separable" (both, scores added).
+    batch_size: K, training batch size (and size of the SE's test subsets).
     steps: maximum training steps (rounded up to whole chunks).
     lr: Adam learning rate.
     seed: seed of the split, the critic's initialisation and the batches.
@@ -330,15 +505,18 @@ def estimate(x, y, *, bound: str = "smile", critic: str = "separable",
     eval_every: steps per compiled chunk between validation evaluations.
     patience: evaluations without improvement before stopping; None disables.
     min_delta: improvement in nats that resets the patience counter.
-    eval_batches: M, random batches per validation / test evaluation.
+    eval_batches: M, random test batches for the standard error (and the
+      validation value when the whole split cannot be read at once).
     preprocess: per-column map fitted on the training split (MI is invariant
-      to invertible per-coordinate maps): "standardize" (z-score, default),
-      "gaussianize" (training ECDF then the normal quantile: use it for
-      heavy-tailed data, where NWJ / DV / MINE read-outs otherwise explode),
-      or "none".
+      to invertible per-coordinate maps): "gaussianize" (default: training
+      ECDF then the normal quantile; heavy tails and monotone warps vanish),
+      "standardize" (z-score) or "none".
     bound_options: keyword options of the bound, e.g. {"clip": 5.0} (SMILE).
     critic_options: keyword options of the critic (see mi_jax.critics);
-      None: DEFAULT_CRITIC_OPTIONS (separable: hidden (128,), out_dim 32).
+      None: DEFAULT_CRITIC_OPTIONS. {"bilinear_skip": True} adds x^T W y.
+    negatives: negatives per row in training: None (all K - 1), an integer,
+      or "auto" (DEFAULT_NEGATIVES: 15 for concat critics, else all).
+    weight_decay: AdamW's decoupled weight decay.
 
   Returns:
     An `EstimateResult`; `str(result)` is "mi ± stderr nats [flags]".
@@ -367,6 +545,21 @@ def estimate(x, y, *, bound: str = "smile", critic: str = "separable",
         f"{max(min(n_train, n_valid), 1)}, a larger holdout, or more samples.")
   if not lr > 0:
     raise ValueError(f"lr must be positive; got {lr}.")
+  if isinstance(negatives, str) and negatives == "auto":
+    negatives = DEFAULT_NEGATIVES.get(critic)
+    if (negatives is not None and bound == "interpolated") or callable(bound):
+      negatives = None
+    if negatives is not None:
+      negatives = min(negatives, batch_size - 1)
+  if negatives is not None:
+    if (isinstance(negatives, bool) or not isinstance(negatives, (int, np.integer))
+        or not 1 <= negatives <= batch_size - 1):
+      raise ValueError(f"negatives must be None (all batch_size - 1 = "
+                       f"{batch_size - 1}) or an integer in [1, "
+                       f"{batch_size - 1}]; got {negatives!r}.")
+    if bound == "interpolated" or callable(bound):
+      raise ValueError(f"negatives= needs a bound that takes a mask; "
+                       f"{bound!r} does not: use negatives=None.")
   if preprocess not in PREPROCESS:
     raise ValueError(f"preprocess must be one of {', '.join(PREPROCESS)}; "
                      f"got {preprocess!r}.")
@@ -381,18 +574,25 @@ def estimate(x, y, *, bound: str = "smile", critic: str = "separable",
   perm = rng.permutation(n)
   train_idx = perm[:n_train]
   valid_idx, test_idx = perm[n_train:n_train + n_valid], perm[n_train + n_valid:]
-  x_NxDx = x_NxDx.astype(np.float32)
-  y_NxDy = y_NxDy.astype(np.float32)
+  x_NxDx = x_NxDx.astype(np.float64)
+  y_NxDy = y_NxDy.astype(np.float64)
   if preprocess != "none":
     fn = _standardize if preprocess == "standardize" else _gaussianize
-    x_NxDx = fn(x_NxDx, train_idx).astype(np.float32)
-    y_NxDy = fn(y_NxDy, train_idx).astype(np.float32)
+    x_NxDx = fn(x_NxDx, train_idx)
+    y_NxDy = fn(y_NxDy, train_idx)
+  x_NxDx = x_NxDx.astype(np.float32)
+  y_NxDy = y_NxDy.astype(np.float32)
   x_train = jnp.asarray(x_NxDx[train_idx])
   y_train = jnp.asarray(y_NxDy[train_idx])
+  valid_full = jnp.asarray(x_NxDx[valid_idx]), jnp.asarray(y_NxDy[valid_idx])
+  test_full = jnp.asarray(x_NxDx[test_idx]), jnp.asarray(y_NxDy[test_idx])
   valid = _heldout_batches(rng, x_NxDx, y_NxDy, valid_idx, batch_size,
                            eval_batches)
   test = _heldout_batches(rng, x_NxDx, y_NxDy, test_idx, batch_size,
                           eval_batches)
+  # Own generator: the training batches below do not depend on it.
+  train_batches = _heldout_batches(np.random.default_rng([seed, 1]), x_NxDx,
+                                   y_NxDy, train_idx, batch_size, eval_batches)
 
   n_chunks = -(-steps // eval_every)
   chunk = -(-steps // n_chunks)
@@ -403,52 +603,82 @@ def estimate(x, y, *, bound: str = "smile", critic: str = "separable",
     build = _compiled  # cached: repeated calls skip compilation
   except TypeError:  # unhashable options: build (and compile) afresh
     build = _compiled.__wrapped__
-  objective, _, _, init, train_chunk, readout = build(*config)
-  carry = init(jax.random.key(seed), lr)
+  c = build(*config)
+  objective = c.objective
+  key = jax.random.key(seed)
+  state = c.init(key, lr, weight_decay)
+  full_valid = _can_read_full(objective, critic, n_valid, critic_options)
+  full_test = _can_read_full(objective, critic, n_test, critic_options)
+
+  def heldout_value(st):
+    if full_valid:
+      return float(c.full_readout(st, *valid_full))
+    return float(np.mean(np.asarray(c.readout(st, *valid), np.float64)))
 
   flags = []
   curve_steps, curve_train, curve_valid = [], [], []
-  best_carry, best, since_best = carry, -np.inf, 0
+  best_state, best, since_best = None, -np.inf, 0
   stopped_early = False
-  done = 0
-  for c in range(n_chunks):
-    idx_SxB = batch_indices(rng, n_train, chunk, batch_size)
-    new_carry, train_values = train_chunk(carry, x_train, y_train, idx_SxB)
-    valid_M = np.asarray(readout(new_carry[0], new_carry[1], *valid))
-    train_values = np.asarray(train_values)
-    if not (np.isfinite(train_values).all() and np.isfinite(valid_M).all()):
+  done = skipped = 0
+  for i in range(n_chunks):
+    batches = batch_indices(rng, n_train, chunk, batch_size)
+    if negatives is not None:
+      batches = (batches, negative_offsets(rng, chunk, batch_size, negatives))
+    state, values_S, finite_S = c.train_chunk(
+        state, x_train, y_train, batches, jax.random.fold_in(key, i))
+    finite_S = np.asarray(finite_S)
+    values_S = np.asarray(values_S, np.float64)[finite_S]
+    skipped += int((~finite_S).sum())
+    value = heldout_value(state) if finite_S.any() else float("nan")
+    if not np.isfinite(value):
       flags.append(FLAG_DIVERGED)
       break
-    carry = new_carry
     done += chunk
-    value = float(valid_M.mean())
     curve_steps.append(done)
-    curve_train.append(float(train_values.mean()))
+    curve_train.append(float(values_S.mean()))
     curve_valid.append(value)
     if value > best:
-      best_carry = carry
+      best_state = state
+      # Keep the best state: the next chunk donates (reuses) `state`.
+      state = jax.tree.map(jnp.copy, state)
     if value > best + min_delta:
       best, since_best = value, 0
     else:
       best, since_best = max(best, value), since_best + 1
-    if patience is not None and since_best >= patience and c < n_chunks - 1:
+    if patience is not None and since_best >= patience and i < n_chunks - 1:
       stopped_early = True
       break
+  if best_state is None:
+    best_state = state
 
-  test_M = np.asarray(readout(best_carry[0], best_carry[1], *test))
-  mi = float(test_M.mean()) if np.isfinite(test_M).all() else float("nan")
-  stderr = _stderr(test_M, batch_size, n_test)
+  test_M = np.asarray(c.readout(best_state, *test), np.float64)
+  train_M = np.asarray(c.readout(best_state, *train_batches), np.float64)
+  if full_test:
+    mi = float(c.full_readout(best_state, *test_full))
+  else:
+    mi = float(test_M.mean())
+  if not np.isfinite(test_M).all():
+    mi = float("nan")
+  stderr = _stderr(test_M, batch_size, n_test, mean_of_batches=not full_test)
   curve_steps = np.asarray(curve_steps, np.int64)
   curve_valid = np.asarray(curve_valid, np.float64)
+  for flag in _implausible(mi, stderr, test_M, float(train_M.mean())):
+    if flag not in flags:
+      flags.append(flag)
   if (not stopped_early and FLAG_DIVERGED not in flags
       and _still_rising(curve_steps, curve_valid, stderr)):
     flags.append(FLAG_STILL_RISING)
-  if objective.log_k_ceiling and mi >= 0.9 * math.log(batch_size):
+  k_read = n_test if full_test else batch_size
+  if objective.log_k_ceiling and mi >= 0.9 * math.log(k_read):
     flags.append(FLAG_LOG_K_CEILING)
+  if skipped:
+    flags.append(FLAG_SKIPPED_STEPS)
   return EstimateResult(
       mi=mi, stderr=stderr, bound=objective.name, critic=str(critic),
       steps=done, stopped_early=stopped_early, curve_steps=curve_steps,
       curve_train=np.asarray(curve_train, np.float64),
       curve_heldout=curve_valid, wall_time=time.perf_counter() - t0,
       flags=tuple(flags), batch_size=batch_size, n_train=n_train,
-      n_heldout=n_heldout)
+      n_heldout=n_heldout, skipped_steps=skipped,
+      heldout_batch_mean=float(test_M.mean()),
+      train_batch_mean=float(train_M.mean()))

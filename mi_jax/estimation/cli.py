@@ -1,10 +1,12 @@
 """`mi-jax estimate`: the MI between two sample files, from the command line.
 
-  mi-jax estimate --x x.npy --y y.npy [--bound smile] [--critic separable]
-                  [--steps 5000] [--batch-size 256] [--method neural|gaussian|ksg]
+  mi-jax estimate --x x.npy --y y.npy [--bound B] [--critic C] [--steps S]
+                  [--batch-size K] [--method neural|gaussian|ksg]
                   [--preprocess standardize|gaussianize|none]
 
-Prints "estimate ± standard error nats" (plus warning flags) on one line.
+Prints "estimate ± standard error nats" plus every flag with its advice on
+one line; an implausible read-out (diverged, far below zero, held-out above
+training, exploding variance) also gets a warning on stderr.
 Files: .npy (a 2-D array [n_samples, dim]) or .csv/.txt (numbers, one sample
 per row). Exit code 0 on success, 2 on bad input.
 """
@@ -58,15 +60,23 @@ def run(args: argparse.Namespace, extra_argv: list[str]) -> int:
     if args.method == "ksg":
       print(f"{estimation.ksg_mi(x, y, k=args.k):.4f} nats (KSG, k={args.k})")
       return 0
-    bound_options = {"clip": args.clip} if args.bound == "smile" else None
-    result = estimation.estimate(
-        x, y, bound=args.bound, critic=args.critic, batch_size=args.batch_size,
+    # Unset options take estimate()'s defaults.
+    kwargs = {k: v for k, v in dict(
+        bound=args.bound, critic=args.critic, batch_size=args.batch_size,
         steps=args.steps, lr=args.lr, seed=args.seed, holdout=args.holdout,
-        preprocess=args.preprocess, bound_options=bound_options)
+        preprocess=args.preprocess, negatives=args.negatives).items()
+              if v is not None}
+    if args.clip is not None:
+      kwargs["bound_options"] = {"clip": args.clip}
+    result = estimation.estimate(x, y, **kwargs)
   except ValueError as e:
     print(f"mi-jax estimate: error: {e}", file=sys.stderr)
     return 2
-  print(result)
+  print(result)  # value ± SE, then every flag with its advice
+  if not result.plausible:
+    print("mi-jax estimate: warning: implausible read-out (flags: "
+          f"{', '.join(result.flags)}); do not report this number",
+          file=sys.stderr)
   if args.verbose:
     print(f"bound={result.bound} critic={result.critic} steps={result.steps} "
           f"stopped_early={result.stopped_early} batch_size={result.batch_size} "
@@ -87,21 +97,24 @@ def register(subparsers) -> None:
   p.add_argument("--method", default="neural",
                  choices=("neural", "gaussian", "ksg"),
                  help="neural bound (default), Gaussian/CCA closed form, or KSG")
-  p.add_argument("--bound", default="smile",
+  # Defaults (None): those of mi_jax.estimate.
+  p.add_argument("--bound", default=None,
                  help="infonce, nwj, tuba, dv, mine, jsd, interpolated, smile")
-  p.add_argument("--critic", default="separable",
+  p.add_argument("--critic", default=None,
                  help="separable, concat, bilinear, inner_product")
-  p.add_argument("--clip", type=float, default=5.0, help="SMILE clip tau")
-  p.add_argument("--steps", type=int, default=5000)
-  p.add_argument("--batch-size", type=int, default=256)
-  p.add_argument("--lr", type=float, default=5e-4)
-  p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--holdout", type=float, default=0.2,
+  p.add_argument("--negatives", type=int, default=None,
+                 help="negatives per row in training (default: estimate's)")
+  p.add_argument("--clip", type=float, default=None,
+                 help="SMILE clip tau (with --bound smile)")
+  p.add_argument("--steps", type=int, default=None)
+  p.add_argument("--batch-size", type=int, default=None)
+  p.add_argument("--lr", type=float, default=None)
+  p.add_argument("--seed", type=int, default=None)
+  p.add_argument("--holdout", type=float, default=None,
                  help="fraction held out for validation + test read-out")
-  p.add_argument("--preprocess", default="standardize",
+  p.add_argument("--preprocess", default=None,
                  choices=("standardize", "gaussianize", "none"),
-                 help="per-column map fitted on the training split; "
-                 "gaussianize for heavy-tailed data")
+                 help="per-column map fitted on the training split")
   p.add_argument("--k", type=int, default=3, help="KSG neighbours")
   p.add_argument("-v", "--verbose", action="store_true")
   p.set_defaults(func=run, accepts_extra=False)
