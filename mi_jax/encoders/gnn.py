@@ -100,10 +100,15 @@ class GCNLayer(nnx.Module):
     self.act = PReLU() if activation == "prelu" else None
     self.activation = activation
 
-  def __call__(self, x, batch, norm=None):
+  def linear(self, x, batch):
+    """X W (before propagation)."""
+    return feature_matmul(x, self.kernel[...], _num_nodes(batch))
+
+  def __call__(self, x, batch, norm=None, xw_NxD=None):
+    """`xw_NxD`: a precomputed `self.linear(x, batch)` (then `x` is unused)."""
     edge_w_E, self_w_N = gcn_norm(batch) if norm is None else norm
     n = _num_nodes(batch)
-    h_NxD = feature_matmul(x, self.kernel[...], n)
+    h_NxD = self.linear(x, batch) if xw_NxD is None else xw_NxD
     msg_ExD = edge_w_E[:, None].astype(h_NxD.dtype) * h_NxD[batch["senders"]]
     h_NxD = (jax.ops.segment_sum(msg_ExD, batch["receivers"], n)
              + self_w_N[:, None].astype(h_NxD.dtype) * h_NxD + self.bias[...])
@@ -128,10 +133,16 @@ class GCN(nnx.Module):
         GCNLayer(a, b, rngs=rngs, activation=activation)
         for a, b in zip(dims[:-1], dims[1:])])
 
-  def __call__(self, batch):
+  def __call__(self, batch, xw_NxD=None):
+    """Node embeddings; `xw_NxD` optionally replaces the first layer's X W.
+
+    Since permuting the rows of X permutes the rows of X W, DGI computes X W
+    once and feeds `xw[perm]` for the corrupted graph (half the cost of the
+    dominant sparse product).
+    """
     norm = gcn_norm(batch)
-    h = batch["x"]
-    for layer in self.layers:
+    h = self.layers[0](batch["x"], batch, norm, xw_NxD)
+    for layer in self.layers[1:]:
       h = layer(h, batch, norm)
     return h
 
