@@ -300,16 +300,18 @@ def pad_graphs(dataset: TUDataset, indices, budget: Budget) -> dict:
   }
 
 
-def ordered_batches(dataset: TUDataset, budget: Budget, indices=None):
-  """Yields padded batches of `indices` (default all graphs) in order.
+def ordered_batches(dataset: TUDataset, budget: Budget, batch_size: int,
+                    indices=None):
+  """Padded batches of `indices` (default all graphs) in order.
 
-  Each batch holds at most `budget.graphs` graphs; used to embed a whole
-  set for evaluation. Returns a list of (batch, graph_ids) pairs.
+  Each batch holds at most `batch_size` graphs (the size `budget` was made
+  for); used to embed a whole set for evaluation. Returns a list of
+  (batch, graph_ids) pairs.
   """
   indices = np.arange(dataset.num_graphs) if indices is None else indices
   out = []
-  for s in range(0, len(indices), budget.graphs):
-    ids = np.asarray(indices[s:s + budget.graphs])
+  for s in range(0, len(indices), batch_size):
+    ids = np.asarray(indices[s:s + batch_size])
     out.append((pad_graphs(dataset, ids, budget), ids))
   return out
 

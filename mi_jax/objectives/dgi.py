@@ -57,9 +57,16 @@ class DGIModel(nnx.Module):
 
 
 def corruption_perm(node_mask_N, key):
-  """A uniform permutation of the real nodes (first in the batch); pads fixed."""
-  u_N = jnp.where(node_mask_N, jax.random.uniform(key, node_mask_N.shape), 2.0)
-  return jnp.argsort(u_N, stable=True)
+  """A uniform permutation of the real nodes (first in the batch); pads fixed.
+
+  Node i draws u_i = uniform(fold_in(key, i)) and the real nodes are sorted
+  by u, so the permutation of the real nodes does not depend on how much
+  padding follows them.
+  """
+  n = node_mask_N.shape[0]
+  u_N = jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(key, i)))(
+      jnp.arange(n))
+  return jnp.argsort(jnp.where(node_mask_N, u_N, 2.0), stable=True)
 
 
 def corrupt(batch, key):

@@ -91,7 +91,7 @@ def infograph_loss(model: InfoGraphModel, batch, key):
   return -js, {"mi": js, "jsd": js}
 
 
-def embed_dataset(graphdef, params, rest, dataset, budget):
+def embed_dataset(graphdef, params, rest, dataset, budget, batch_size):
   """Graph embeddings [S, G, D] of every graph (eval mode: BN running stats)."""
 
   @jax.jit
@@ -103,7 +103,7 @@ def embed_dataset(graphdef, params, rest, dataset, budget):
     return jax.vmap(one)(params, rest)
 
   out = []
-  for batch, ids in ordered_batches(dataset, budget):
+  for batch, ids in ordered_batches(dataset, budget, batch_size):
     out.append(np.asarray(embed(params, rest, batch))[:, :len(ids)])
   return np.concatenate(out, axis=1)
 
@@ -128,7 +128,7 @@ def fit_seeds(dataset, seeds: Sequence[int], *, hidden: int = 32,
            for s in seeds]
   budget = iters[0].budget
   init_emb = embed_dataset(graphdef, states.params, states.rest, dataset,
-                           budget)
+                           budget, batch_size)
   step = jax.jit(vmap_over_seeds(make_train_step(graphdef, tx, infograph_loss),
                                  batch_axis=0), donate_argnums=0)
   losses = []
@@ -141,6 +141,6 @@ def fit_seeds(dataset, seeds: Sequence[int], *, hidden: int = 32,
       print(f"step {t} loss {losses[-1].round(4).tolist()}", flush=True)
   return {
       "embeddings": embed_dataset(graphdef, states.params, states.rest,
-                                  dataset, budget),
+                                  dataset, budget, batch_size),
       "init_embeddings": init_emb, "losses": np.stack(losses),
   }
