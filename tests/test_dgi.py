@@ -9,6 +9,8 @@ from mi_jax import training
 from mi_jax.data.graphs import Budget, budget_for, pad_graphs
 from mi_jax.encoders.gnn import SparseFeatures
 from mi_jax.objectives import dgi
+
+from experiments.graphs.seeds import dgi_fit_seeds
 from mi_jax.training import sharding
 
 import tiny_graphs
@@ -112,9 +114,9 @@ def test_step_on_8_devices_equals_single_device():
 
 def test_fit_seeds_vmapped_equals_one_seed_and_stops_early():
   batch = _sparse(_graph())
-  both = dgi.fit_seeds(batch, 4, [0, 1], hidden=8, learning_rate=1e-2,
+  both = dgi_fit_seeds(batch, 4, [0, 1], hidden=8, learning_rate=1e-2,
                        patience=3, max_epochs=60, chunk=10)
-  one = dgi.fit_seeds(batch, 4, [1], hidden=8, learning_rate=1e-2,
+  one = dgi_fit_seeds(batch, 4, [1], hidden=8, learning_rate=1e-2,
                       patience=3, max_epochs=60, chunk=10)
   np.testing.assert_allclose(both["embeddings"][1], one["embeddings"][0],
                              rtol=1e-4, atol=1e-5)

@@ -9,6 +9,8 @@ from mi_jax.evaluation.graph_kernels import wl_features
 from mi_jax.evaluation.svm import svm_kfold
 from mi_jax.objectives import infograph
 
+from experiments.graphs.seeds import infograph_fit_seeds
+
 import tiny_graphs
 
 
@@ -71,9 +73,9 @@ def test_loss_gradients_and_bn_stats_ignore_padding():
 
 def test_fit_seeds_vmapped_equals_one_seed():
   ds = tiny_graphs.random_dataset(num_graphs=9, num_tags=3, seed=4)
-  both = infograph.fit_seeds(ds, [0, 1], hidden=4, num_layers=2,
+  both = infograph_fit_seeds(ds, [0, 1], hidden=4, num_layers=2,
                              batch_size=4, epochs=2)
-  one = infograph.fit_seeds(ds, [1], hidden=4, num_layers=2, batch_size=4,
+  one = infograph_fit_seeds(ds, [1], hidden=4, num_layers=2, batch_size=4,
                             epochs=2)
   assert both["embeddings"].shape == (2, 9, 8)
   assert both["losses"].shape == (6, 2)   # 3 batches (4 + 4 + 1) x 2 epochs

@@ -10,6 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
+from mi_jax.evaluation import protocols
 from mi_jax.evaluation.probe import linear_probe
 
 DEFAULT_CS = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
@@ -45,3 +46,16 @@ def node_classification(feats_NxD, labels_N, train_idx, val_idx, test_idx, *,
       best = {"val_acc": val, "C": float(c),
               "test_acc": _accuracy(params, x_NxD[test_idx], y_N[test_idx])}
   return best
+
+
+def node_classification_protocol(feats, labels, *, options, seed, full):
+  """Engine protocol: split "graph" (all nodes); options train/val/test_idx, Cs."""
+  del seed, full
+  r = node_classification(feats["graph"], labels["graph"],
+                          options["train_idx"], options["val_idx"],
+                          options["test_idx"],
+                          Cs=tuple(options.get("Cs", DEFAULT_CS)))
+  return {"test_acc": r["test_acc"], "val_acc": r["val_acc"], "C": r["C"]}
+
+
+protocols.register("node_classification", node_classification_protocol)

@@ -10,6 +10,8 @@ from typing import Sequence
 
 import numpy as np
 
+from mi_jax.evaluation import protocols
+
 DEFAULT_CS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
 
 
@@ -53,3 +55,24 @@ def svm_kfold(x, labels_G, folds, *, kernel: str = "rbf",
   accs = np.asarray(accs)
   return {"fold_acc": accs.tolist(), "mean": float(accs.mean()),
           "std": float(accs.std()), "C": chosen}
+
+
+def svm_protocol(feats, labels, *, options, seed, full):
+  """Engine protocol: split "all" (every graph); options folds, kernel, Cs.
+
+  Returns `acc` (mean over the folds) and `acc_fold_std`; with `full` and an
+  option `wl` (a function returning the WL Gram matrix), also `wl_acc`.
+  """
+  kw = dict(Cs=tuple(options.get("Cs", DEFAULT_CS)),
+            inner_folds=options.get("inner_folds", 5), seed=seed)
+  r = svm_kfold(feats["all"], labels["all"], options["folds"],
+                kernel=options.get("kernel", "rbf"), **kw)
+  out = {"acc": r["mean"], "acc_fold_std": r["std"]}
+  if full and options.get("wl") is not None:
+    w = svm_kfold(options["wl"](), labels["all"], options["folds"],
+                  kernel="precomputed", **kw)
+    out.update(wl_acc=w["mean"], wl_acc_fold_std=w["std"])
+  return out
+
+
+protocols.register("svm_kfold", svm_protocol)

@@ -15,24 +15,19 @@ positive mask marks the real rows:
   loss = BCE-with-logits(real -> 1, corrupted -> 0) = -I_JS / 2,
 
 exactly the reference's loss (equal numbers of real and corrupted nodes).
-`fit_seeds` trains several seeds as one vmapped program with the reference's
-early stopping on the training loss (patience 20; the embeddings come from
-the parameters with the lowest loss).
+`build(config, *, seed)` is the engine plug-in (one seed, `config.steps`
+full-graph steps); `experiments/graphs/seeds.py` trains many seeds as one
+vmapped program with the reference's early stopping on the training loss.
 """
-import functools
-from typing import Sequence
-
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 from mi_jax import bounds
 from mi_jax import critics
 from mi_jax.encoders.gnn import GCN, SparseFeatures, mean_readout
-from mi_jax.training.state import init_train_states, merge_model
-from mi_jax.training.step import make_train_step, vmap_over_seeds
+from mi_jax.objectives._method import Evaluation, FixedBatchIterator, Method
 
 
 class DGIModel(nnx.Module):
@@ -115,72 +110,74 @@ def dgi_loss(model: DGIModel, batch, key):
   return -0.5 * js, {"mi": js, "jsd": js}
 
 
-def fit_seeds(batch, in_dim: int, seeds: Sequence[int], *, hidden: int = 512,
-              learning_rate: float = 1e-3, patience: int = 20,
-              max_epochs: int = 2000, chunk: int = 25):
-  """Trains DGI for every seed at once (vmapped) with early stopping.
+def _densifier(width: int):
+  def dense(batch):
+    x = batch["x"]
+    if not isinstance(x, SparseFeatures):
+      return x
+    n = batch["node_mask"].shape[0]
+    return jnp.zeros((n, width), x.value_K.dtype).at[x.row_K, x.col_K].add(
+        x.value_K)
+  return dense
 
-  Per seed, as in the reference: each epoch is one full-graph step with a
-  fresh corruption (key fold_in(key(seed), t)); the loss is recorded before
-  the update, the parameters with the lowest loss so far are kept, and the
-  seed stops once the loss has not improved for `patience` epochs (its state
-  is frozen while the others go on). Steps run `chunk` at a time in a
-  `lax.scan`.
 
-  Returns:
-    dict: `embeddings` f32 [S, N, D] from the best parameters, `init_embeddings`
-    [S, N, D] from the initial (random) parameters, `best_loss` [S],
-    `best_epoch` [S], `epochs` [S] (epochs run), `losses` [T, S].
+def build(config, *, seed: int) -> Method:
+  """The engine plug-in: DGI on one Planetoid graph (`config.dgi`).
+
+  Each engine step is one full-graph step (`FixedBatchIterator`); the
+  evaluation is transductive node classification (`"node_classification"`
+  protocol: logistic regression on the frozen embeddings, C picked on the
+  validation nodes, accuracy on the 1,000 test nodes) beside the raw
+  (row-normalised) features and, with `config.nodes.random_baseline`, a
+  randomly initialised encoder. The held-out "bound" is the loss on the same
+  graph under another corruption (the task is transductive).
   """
-  tx = optax.adam(learning_rate)
-  keys_S = jnp.stack([jax.random.key(int(s)) for s in seeds])
-  graphdef, states = init_train_states(
-      lambda k: DGIModel(in_dim, hidden, rngs=nnx.Rngs(k)), tx, keys_S)
-  step = vmap_over_seeds(make_train_step(graphdef, tx, dgi_loss))
-  # The batch is an argument, never a closed-over constant: XLA would try
-  # to constant-fold the gathers over the whole graph.
-  embed = jax.jit(jax.vmap(
-      lambda p, r, b: merge_model(graphdef, p, r).embed(b),
-      in_axes=(0, 0, None)))
-  init_emb = embed(states.params, states.rest, batch)
-  s = len(seeds)
-  carry = (states, jax.tree.map(jnp.copy, states.params), jnp.full((s,), jnp.inf),
-           jnp.zeros((s,), jnp.int32), jnp.zeros((s,), jnp.int32),
-           jnp.zeros((s,), bool), jnp.zeros((s,), jnp.int32))
+  from mi_jax.data import graphs  # pylint: disable=g-import-not-at-top
+  import mi_jax.evaluation.node_classification  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import  # registers the protocol
+  c = config.dgi
+  data = graphs.load_planetoid(c.dataset,
+                               datasets_dir=config.get("datasets_dir") or None)
+  batch = graphs.planetoid_batch(data, normalize=c.row_normalize)
+  in_dim = data["features"].shape[1]
+  n = len(data["labels"])
 
-  @functools.partial(jax.jit, donate_argnums=0)
-  def run_chunk(carry, batch, t0):
-    def body(carry, t):
-      states, best, best_loss, best_epoch, wait, stopped, epochs = carry
-      step_keys = jax.vmap(lambda k: jax.random.fold_in(k, t))(keys_S)
-      new_states, metrics = step(states, batch, step_keys)
-      loss_S = metrics["loss"]
-      active = ~stopped
-      better = active & (loss_S < best_loss)
-      pick = lambda m: lambda a, b: jnp.where(  # noqa: E731
-          m.reshape(m.shape + (1,) * (a.ndim - 1)), a, b)
-      best = jax.tree.map(pick(better), states.params, best)
-      best_loss = jnp.where(better, loss_S, best_loss)
-      best_epoch = jnp.where(better, t, best_epoch)
-      wait = jnp.where(better, 0, jnp.where(active, wait + 1, wait))
-      now_stopped = stopped | (wait >= patience) | (t + 1 >= max_epochs)
-      go = active & ~(wait >= patience)
-      states = jax.tree.map(pick(go), new_states, states)
-      epochs = epochs + active
-      return ((states, best, best_loss, best_epoch, wait, now_stopped,
-               epochs), jnp.where(active, loss_S, jnp.nan))
-    return jax.lax.scan(body, carry, t0 + jnp.arange(chunk))
+  def init_model(s):
+    return DGIModel(in_dim, c.hidden, rngs=nnx.Rngs(s))
 
-  losses = []
-  for t0 in range(0, max_epochs, chunk):
-    carry, loss_TxS = run_chunk(carry, batch, t0)
-    losses.append(np.asarray(loss_TxS))
-    if bool(jnp.all(carry[5])):
-      break
-  states, best, best_loss, best_epoch, _, _, epochs = carry
-  return {
-      "embeddings": np.asarray(embed(best, states.rest, batch)),
-      "init_embeddings": np.asarray(init_emb),
-      "best_loss": np.asarray(best_loss), "best_epoch": np.asarray(best_epoch),
-      "epochs": np.asarray(epochs), "losses": np.concatenate(losses),
-  }
+  evaluation = Evaluation(
+      inputs={"graph": batch}, labels={"graph": data["labels"]},
+      features=lambda model, b: model.embed(b),
+      protocol="node_classification", name="nodes",
+      options={"train_idx": data["train_idx"], "val_idx": data["val_idx"],
+               "test_idx": data["test_idx"]},
+      raw_features=_densifier(in_dim), raw_name="raw",
+      rows={"graph": np.arange(n)}, chunk_size=None)
+  return Method(
+      model=init_model(seed), loss_fn=dgi_loss,
+      make_iterator=lambda shard, count: FixedBatchIterator(batch),
+      heldout_batches=[batch], evaluations=[evaluation], bound_key="mi",
+      title=f"DGI on {c.dataset} (GCN {c.hidden}, JSD)",
+      format_results=format_results, init_model=init_model,
+      data_parallel=False)
+
+
+PAPER = {"cora": (82.3, 0.6, 47.9, 69.3), "citeseer": (71.8, 0.7, 49.3, 61.9)}
+
+
+def format_results(results, config) -> str:
+  """The closing table: DGI beside raw features, random init and the paper."""
+  paper = PAPER.get(config.dgi.dataset)
+  pct = lambda k: (f"{100 * results[k]:.1f}" if k in results  # noqa: E731
+                   else "n/a")
+  rows = [f"DGI {config.dgi.dataset}, seed {config.seed}, {config.steps} "
+          "full-graph steps (test accuracy, %; C picked on validation)",
+          f"  {'':22s} {'ours':>6s} {'paper':>6s}",
+          f"  {'DGI embeddings':22s} {pct('nodes/test_acc'):>6s} "
+          f"{paper[0] if paper else '':>6}",
+          f"  {'raw features':22s} {pct('nodes/raw_test_acc'):>6s} "
+          f"{paper[2] if paper else '':>6}",
+          f"  {'random-init encoder':22s} {pct('nodes/random_test_acc'):>6s} "
+          f"{paper[3] if paper else '':>6}"]
+  if "eval/mi" in results:
+    rows.append(f"  I_JS on a fresh corruption: {results['eval/mi']:.4f}")
+  return "\n".join(rows)

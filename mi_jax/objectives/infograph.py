@@ -20,19 +20,14 @@ negative (`infograph_mask`). The loss is -I_JS from `mi_jax.bounds.jsd`:
 equal to the reference's local_global_loss_ with measure JSD up to the
 constant 2 log 2. Padding nodes and graphs are excluded through `valid`.
 """
-from typing import Sequence
-
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 from mi_jax import bounds
-from mi_jax.data.graphs import GraphBatchIterator, ordered_batches
 from mi_jax.encoders.gnn import GIN, sum_pool
-from mi_jax.training.state import init_train_states, merge_model
-from mi_jax.training.step import make_train_step, vmap_over_seeds
+from mi_jax.objectives._method import Evaluation, Method
 
 
 class FFHead(nnx.Module):
@@ -91,56 +86,101 @@ def infograph_loss(model: InfoGraphModel, batch, key):
   return -js, {"mi": js, "jsd": js}
 
 
-def embed_dataset(graphdef, params, rest, dataset, budget, batch_size):
-  """Graph embeddings [S, G, D] of every graph (eval mode: BN running stats)."""
+def raw_histogram(num_tags: int, max_degree: int = 32):
+  """Raw baseline features: per graph, counts of node tags and of degrees.
 
-  @jax.jit
-  def embed(params, rest, batch):
-    def one(p, r):
-      model = merge_model(graphdef, p, r)
-      model.eval()
-      return model.embed(batch)
-    return jax.vmap(one)(params, rest)
-
-  out = []
-  for batch, ids in ordered_batches(dataset, budget, batch_size):
-    out.append(np.asarray(embed(params, rest, batch))[:, :len(ids)])
-  return np.concatenate(out, axis=1)
-
-
-def fit_seeds(dataset, seeds: Sequence[int], *, hidden: int = 32,
-              num_layers: int = 5, batch_size: int = 128, epochs: int = 20,
-              learning_rate: float = 1e-3, log_every: int = 0):
-  """Trains InfoGraph for every seed at once (vmapped), `epochs` full epochs.
-
-  Seed s initialises its model with key(s) and visits the graphs in its own
-  order (`GraphBatchIterator(seed=s)`, last smaller batch kept, as the
-  reference's shuffled DataLoader); all seeds share one padded budget.
-  Returns {"embeddings": [S, G, D] after the last epoch (fixed in advance),
-  "init_embeddings": [S, G, D] at initialisation, "losses": [T, S]}.
+  `raw(batch) -> [G, num_tags + max_degree + 1]`: the sum over a graph's
+  real nodes of [one-hot tag; one-hot min(degree, max_degree)].
   """
-  tx = optax.adam(learning_rate)
-  keys_S = jnp.stack([jax.random.key(int(s)) for s in seeds])
-  graphdef, states = init_train_states(
-      lambda k: InfoGraphModel(dataset.num_features, hidden, num_layers,
-                               rngs=nnx.Rngs(k)), tx, keys_S)
-  iters = [GraphBatchIterator(dataset, batch_size, seed=int(s))
-           for s in seeds]
-  budget = iters[0].budget
-  init_emb = embed_dataset(graphdef, states.params, states.rest, dataset,
-                           budget, batch_size)
-  step = jax.jit(vmap_over_seeds(make_train_step(graphdef, tx, infograph_loss),
-                                 batch_axis=0), donate_argnums=0)
-  losses = []
-  for t in range(epochs * iters[0].steps_per_epoch):
-    batch = jax.tree.map(lambda *xs: np.stack(xs), *[next(it) for it in iters])
-    step_keys = jax.vmap(lambda k: jax.random.fold_in(k, t))(keys_S)
-    states, metrics = step(states, batch, step_keys)
-    losses.append(np.asarray(metrics["loss"]))
-    if log_every and t % log_every == 0:
-      print(f"step {t} loss {losses[-1].round(4).tolist()}", flush=True)
-  return {
-      "embeddings": embed_dataset(graphdef, states.params, states.rest,
-                                  dataset, budget, batch_size),
-      "init_embeddings": init_emb, "losses": np.stack(losses),
-  }
+  def raw(batch):
+    batch = jax.tree.map(lambda x: x[0], batch)   # one padded batch per row
+    n = batch["node_mask"].shape[0]
+    deg_N = jax.ops.segment_sum(batch["edge_mask"].astype(jnp.int32),
+                                batch["receivers"], n)
+    onehot_NxK = jax.nn.one_hot(jnp.minimum(deg_N, max_degree), max_degree + 1)
+    return sum_pool(jnp.concatenate([batch["x"][:, :num_tags], onehot_NxK], -1),
+                    batch)
+  return raw
+
+
+def build(config, *, seed: int) -> Method:
+  """The engine plug-in: InfoGraph on one TU set (`config.infograph`).
+
+  Training batches: `GraphBatchIterator` (seeded epoch order, padded to one
+  static budget). Run `config.steps` = epochs x batches per epoch (fixed in
+  advance). Evaluation (`"svm_kfold"` protocol, config node `svm`): the graph
+  embeddings of every graph, an SVM per provided fold with C from an inner
+  CV on the training fold, beside the tag+degree-histogram raw baseline, the
+  WL subtree kernel (`config.svm.wl`) and, with `random_baseline`, a
+  randomly initialised encoder.
+  """
+  import functools  # pylint: disable=g-import-not-at-top
+  from mi_jax.data import graphs  # pylint: disable=g-import-not-at-top
+  from mi_jax.evaluation import graph_kernels, svm  # noqa: F401  pylint: disable=g-import-not-at-top  # registers the protocol
+  c = config.infograph
+  ds = graphs.load_tu(c.dataset, datasets_dir=config.get("datasets_dir") or None)
+  budget = graphs.budget_for(ds, config.batch_size)
+
+  def make_iterator(shard, count):
+    if count != 1:
+      raise ValueError("InfoGraph's padded graph batches run on one host "
+                       f"(got {count} processes); shard over devices instead.")
+    return graphs.GraphBatchIterator(ds, config.batch_size, seed=seed,
+                                     budget=budget)
+
+  def init_model(s):
+    return InfoGraphModel(ds.num_features, c.hidden, c.num_layers,
+                          rngs=nnx.Rngs(s))
+
+  ordered = graphs.ordered_batches(ds, budget, config.batch_size)
+  stacked = jax.tree.map(lambda *xs: np.stack(xs), *[b for b, _ in ordered])
+  rows = np.concatenate([i * budget.graphs + np.arange(len(ids))
+                         for i, (_, ids) in enumerate(ordered)])
+
+  def features(model, chunk):
+    c_rows = jax.tree.leaves(chunk)[0].shape[0]
+    return jnp.concatenate([model.embed(jax.tree.map(lambda x: x[i], chunk))
+                            for i in range(c_rows)])
+
+  evaluation = Evaluation(
+      inputs={"all": stacked}, labels={"all": ds.labels}, features=features,
+      protocol="svm_kfold", name="svm",
+      options={"folds": ds.folds, "kernel": "rbf",
+               "wl": functools.cache(lambda: graph_kernels.wl_kernel(
+                   ds, c.wl_iterations))},
+      raw_features=raw_histogram(ds.num_features), raw_name="hist",
+      rows={"all": rows}, chunk_size=1)
+  return Method(
+      model=init_model(seed), loss_fn=infograph_loss,
+      make_iterator=make_iterator, heldout_batches=[],
+      evaluations=[evaluation], bound_key="mi",
+      title=f"InfoGraph on {c.dataset} (GIN {c.num_layers}x{c.hidden}, JSD)",
+      format_results=format_results, init_model=init_model)
+
+
+PAPER = {"MUTAG": (89.01, 1.13), "PTC": (61.65, 1.43),
+         "IMDBBINARY": (73.03, 0.87), "IMDBMULTI": (49.69, 0.53)}
+
+
+def format_results(results, config) -> str:
+  """The closing table: InfoGraph beside the baselines and the paper."""
+  name = config.infograph.dataset
+  paper = PAPER.get(name)
+
+  def row(label, key, ref=""):
+    if key not in results:
+      return f"  {label:28s} {'n/a':>14s} {ref:>14s}"
+    std = results.get(key.replace("acc", "acc_fold_std"), float("nan"))
+    return (f"  {label:28s} {100 * results[key]:6.2f} +- {100 * std:5.2f} "
+            f"{ref:>14s}")
+
+  return "\n".join([
+      f"InfoGraph {name}, seed {config.seed}, {config.steps} steps "
+      "(10-fold SVM accuracy, %, mean +- std over folds; C by inner CV)",
+      f"  {'':28s} {'ours':>14s} {'paper':>14s}",
+      row("InfoGraph embeddings", "svm/acc",
+          f"{paper[0]} +- {paper[1]}" if paper else ""),
+      row("tag+degree histogram (raw)", "svm/hist_acc"),
+      row("WL subtree kernel (h=%d)" % config.infograph.wl_iterations,
+          "svm/wl_acc"),
+      row("random-init encoder", "svm/random_acc")])
