@@ -1,12 +1,18 @@
 """Deep Graph Infomax: corruption, loss vs a NumPy BCE, padding, 8 devices, seeds."""
+import os
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from flax import nnx
 
-from mi_jax import training
+from mi_jax import cli, training
+from mi_jax.data import graphs, shared
 from mi_jax.data.graphs import Budget, budget_for, pad_graphs
+from mi_jax.evaluation.node_classification import node_classification
 from mi_jax.encoders.gnn import SparseFeatures
 from mi_jax.objectives import dgi
 
@@ -14,6 +20,9 @@ from experiments.graphs.seeds import dgi_fit_seeds
 from mi_jax.training import sharding
 
 import tiny_graphs
+
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "experiments",
+                       "configs")
 
 
 def _graph(budget=None, num_graphs=6, seed=0):
@@ -131,3 +140,22 @@ def test_fit_seeds_vmapped_equals_one_seed_and_stops_early():
     assert run[best] == run.min()
     if both["epochs"][s] < 60:   # stopped: `patience` epochs without a gain
       assert both["epochs"][s] == best + 3 + 1
+
+
+@pytest.mark.skipif(not shared.available("planetoid/cora.npz"),
+                    reason="../shared/data/planetoid not available")
+def test_mi_jax_train_runs_dgi_on_cora(tmp_path, capsys):
+  assert cli.main([
+      "train", "--config", os.path.join(CONFIGS, "dgi_cora.py"),
+      "--workdir", str(tmp_path), "--config.steps=2", "--config.log_every=1",
+      "--config.eval_every=2", "--config.probe_every=2",
+      "--config.checkpoint_every=2", "--config.nodes.Cs=(1.0,)"]) == 0
+  out = capsys.readouterr().out
+  d = graphs.load_planetoid("cora")
+  raw = node_classification(graphs.row_normalize(d["features"]), d["labels"],
+                            d["train_idx"], d["val_idx"], d["test_idx"],
+                            Cs=(1.0,))
+  assert re.search(r"raw features\s+%.1f\s+47.9" % (100 * raw["test_acc"]),
+                   out), out
+  assert re.search(r"DGI embeddings\s+\d+\.\d\s+82.3", out), out
+  assert re.search(r"random-init encoder\s+\d+\.\d\s+69.3", out), out

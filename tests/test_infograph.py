@@ -1,11 +1,17 @@
 """InfoGraph: the positive mask, the loss vs NumPy, padding, vmapped seeds."""
+import os
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
+from mi_jax import cli
+from mi_jax.data import graphs, shared
 from mi_jax.data.graphs import Budget, budget_for, pad_graphs
-from mi_jax.evaluation.graph_kernels import wl_features
+from mi_jax.evaluation.graph_kernels import wl_features, wl_kernel
 from mi_jax.evaluation.svm import svm_kfold
 from mi_jax.objectives import infograph
 
@@ -108,3 +114,23 @@ def test_wl_features_and_svm_folds():
   assert res["fold_acc"] == [1.0] * 4 and res["mean"] == 1.0
   k = x @ x.T
   assert svm_kfold(k, y, folds, kernel="precomputed")["mean"] == 1.0
+
+
+@pytest.mark.skipif(not shared.available("tu/MUTAG/MUTAG.txt"),
+                    reason="../shared/data/tu not available")
+def test_mi_jax_train_runs_infograph_on_mutag(tmp_path, capsys):
+  config = os.path.join(os.path.dirname(__file__), "..", "experiments",
+                        "configs", "infograph_mutag.py")
+  assert cli.main([
+      "train", "--config", config, "--workdir", str(tmp_path),
+      "--config.steps=2", "--config.log_every=1", "--config.svm.Cs=(1.0,)",
+      "--config.svm.inner_folds=2"]) == 0
+  out = capsys.readouterr().out
+  ds = graphs.load_tu("MUTAG")
+  wl = svm_kfold(wl_kernel(ds, 3), ds.labels, ds.folds, kernel="precomputed",
+                 Cs=(1.0,), inner_folds=2)
+  assert re.search(r"WL subtree kernel \(h=3\)\s+%.2f \+-\s+%.2f" % (
+      100 * wl["mean"], 100 * wl["std"]), out), out
+  for label in ("InfoGraph embeddings", r"tag\+degree histogram \(raw\)",
+                "random-init encoder"):
+    assert re.search(label + r"\s+\d+\.\d\d \+-", out), out

@@ -44,6 +44,9 @@ def get_config(dataset: str = "MUTAG") -> ml_collections.ConfigDict:
   c.probe_every = c.steps
   c.checkpoint_every = c.steps
   c.keep_checkpoints = 1
-  c.svm = ml_collections.ConfigDict(dict(random_baseline=True))
+  # SVM per fold: C from this grid by `inner_folds`-fold CV on the train fold.
+  c.svm = ml_collections.ConfigDict(dict(
+      random_baseline=True, wl_baseline=True, inner_folds=5,
+      Cs=(1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)))
   c.progress_bar = False
   return c

@@ -60,15 +60,17 @@ def svm_kfold(x, labels_G, folds, *, kernel: str = "rbf",
 def svm_protocol(feats, labels, *, options, seed, full):
   """Engine protocol: split "all" (every graph); options folds, kernel, Cs.
 
-  Returns `acc` (mean over the folds) and `acc_fold_std`; with `full` and an
-  option `wl` (a function returning the WL Gram matrix), also `wl_acc`.
+  Returns `acc` (mean over the folds) and `acc_fold_std`; with `full`, an
+  option `wl` (a function returning the WL Gram matrix) and `wl_baseline`
+  (default True), also `wl_acc`.
   """
   kw = dict(Cs=tuple(options.get("Cs", DEFAULT_CS)),
             inner_folds=options.get("inner_folds", 5), seed=seed)
   r = svm_kfold(feats["all"], labels["all"], options["folds"],
                 kernel=options.get("kernel", "rbf"), **kw)
   out = {"acc": r["mean"], "acc_fold_std": r["std"]}
-  if full and options.get("wl") is not None:
+  if (full and options.get("wl") is not None
+      and options.get("wl_baseline", True)):
     w = svm_kfold(options["wl"](), labels["all"], options["folds"],
                   kernel="precomputed", **kw)
     out.update(wl_acc=w["mean"], wl_acc_fold_std=w["std"])
