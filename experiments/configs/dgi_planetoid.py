@@ -16,8 +16,10 @@ over 10 training seeds, vmapped) is the seed sweep:
 
   python -m experiments.graphs.seeds --config experiments/configs/dgi_cora.py --seeds 10
 
-`steps` below is the early-stopping epoch the sweep measured (its median
-over seeds, rounded), fixed in advance for the single-seed engine run.
+`steps` is fixed in advance for the single-seed engine run (the engine has
+no early stopping): Cora 300, where a development run of seed 0 stopped
+(epoch 301, lowest loss at 280); CiteSeer 150 is a guess not yet checked
+against a finished early-stopped run (see docs/graphs.md).
 """
 import ml_collections
 
