@@ -133,7 +133,6 @@ def build(config, *, seed: int) -> Method:
   graph under another corruption (the task is transductive).
   """
   from mi_jax.data import graphs  # pylint: disable=g-import-not-at-top
-  import mi_jax.evaluation.node_classification  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import  # registers the protocol
   c = config.dgi
   data = graphs.load_planetoid(c.dataset,
                                datasets_dir=config.get("datasets_dir") or None)

@@ -20,6 +20,8 @@ negative (`infograph_mask`). The loss is -I_JS from `mi_jax.bounds.jsd`:
 equal to the reference's local_global_loss_ with measure JSD up to the
 constant 2 log 2. Padding nodes and graphs are excluded through `valid`.
 """
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -114,9 +116,8 @@ def build(config, *, seed: int) -> Method:
   WL subtree kernel (`config.svm.wl`) and, with `random_baseline`, a
   randomly initialised encoder.
   """
-  import functools  # pylint: disable=g-import-not-at-top
   from mi_jax.data import graphs  # pylint: disable=g-import-not-at-top
-  from mi_jax.evaluation import graph_kernels, svm  # noqa: F401  pylint: disable=g-import-not-at-top  # registers the protocol
+  from mi_jax.evaluation import graph_kernels  # pylint: disable=g-import-not-at-top
   c = config.infograph
   ds = graphs.load_tu(c.dataset, datasets_dir=config.get("datasets_dir") or None)
   budget = graphs.budget_for(ds, config.batch_size)
