@@ -13,12 +13,14 @@ import jax.numpy as jnp
 # exp() is exact up to exp(_LOG_CAP) ~ 4.9e8; past it see `capped_exp`.
 _LOG_CAP = 20.0
 
-def prepare(scores, mask):
+def prepare(scores, mask, valid=None):
   """Checks `scores` / `mask` at trace time and returns float32 scores + masks.
 
   Args:
     scores: [B, C] floating array, `scores[i, j] = f(a_i, b_j)`.
     mask: None (positives on the diagonal; needs B == C) or a boolean [B, C].
+    valid: None, or a boolean array broadcastable to [B, C]; entries where it
+      is False are neither positives nor negatives (padding).
 
   Returns:
     (scores_BxC float32, pos_BxC bool, neg_BxC bool).
@@ -46,7 +48,11 @@ def prepare(scores, mask):
     if pos.shape != scores.shape:
       raise ValueError(
           f"mask shape {pos.shape} must equal scores shape {scores.shape}.")
-  return scores.astype(jnp.float32), pos, jnp.logical_not(pos)
+  if valid is None:
+    return scores.astype(jnp.float32), pos, jnp.logical_not(pos)
+  valid = jnp.broadcast_to(jnp.asarray(valid, bool), scores.shape)
+  return (scores.astype(jnp.float32), pos & valid,
+          jnp.logical_not(pos) & valid)
 
 
 def masked_mean(x, mask, axis=None):

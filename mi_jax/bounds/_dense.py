@@ -188,7 +188,7 @@ def _js_fgan(s, pos, neg):
           - masked_mean(jax.nn.softplus(s), neg))
 
 
-def jsd(scores, mask=None, *, readout=None):
+def jsd(scores, mask=None, *, readout=None, valid=None):
   """Jensen-Shannon bound in f-GAN form, as used by Deep InfoMax.
 
     I_JS = E_P[-sp(-T)] - E_Q[sp(T)],   sp(x) = log(1 + e^x)
@@ -206,14 +206,19 @@ def jsd(scores, mask=None, *, readout=None):
     mask: optional boolean [B, C] of positive pairs.
     readout: None (value I_JS, a JS divergence bound, not nats of MI), "nwj"
       or "dv".
+    valid: optional boolean broadcastable to [B, C]; False entries (padding
+      rows / columns of a padded graph batch) are neither positive nor
+      negative, so they change neither the value nor the gradient.
 
   Returns:
     float32 scalar.
   """
-  s, pos, neg = _common.prepare(scores, mask)
+  s, pos, neg = _common.prepare(scores, mask, valid)
   js = _js_fgan(s, pos, neg)
   if readout is None:
     return js
+  if valid is not None:
+    raise ValueError("jsd(valid=...) supports readout=None only.")
   if readout == "nwj":
     value = tuba(s, pos, log_baseline=0.0)
   elif readout == "dv":

@@ -12,6 +12,7 @@ from mi_jax.encoders.convnet import ConvNet
 from mi_jax.encoders.diagnostics import jacobian_log_condition_number
 from mi_jax.encoders.diagnostics import jacobian_log_condition_numbers
 from mi_jax.encoders.dim_conv import DIMConvEncoder
+from mi_jax.encoders.gnn import GCN, GIN, SparseFeatures
 from mi_jax.encoders.mlp import MLP
 from mi_jax.encoders.realnvp import RealNVP
 from mi_jax.encoders.resmlp import ResMLP
@@ -25,6 +26,8 @@ _REGISTRY = {
     "realnvp": RealNVP,
     "resmlp": ResMLP,
     "resnet": ResNet,
+    "gcn": GCN,
+    "gin": GIN,
 }
 
 
@@ -56,7 +59,7 @@ def make(name: str, *, rngs: nnx.Rngs, **kwargs) -> nnx.Module:
 
 
 __all__ = [
-    "BasicBlock", "ConvNet", "MLP", "RealNVP", "ResMLP", "ResNet",
+    "BasicBlock", "ConvNet", "GCN", "GIN", "SparseFeatures", "MLP", "RealNVP", "ResMLP", "ResNet",
     "jacobian_log_condition_number", "jacobian_log_condition_numbers", "make",
     "names", "register",
 ]

@@ -8,6 +8,9 @@ Public names:
   pixel_baseline_accuracy(train_x, train_y, test_x, test_y, noise_std=0.05)
   noisy_half_pixels(train_x, test_x) -> that baseline's features
   python -m mi_jax.evaluation: the raw-pixel table on mnist5k
+  node_classification(...): transductive logistic regression, C on val
+  svm_kfold(...): SVM over given folds, C by inner CV (graph classification)
+  wl_features / wl_kernel: Weisfeiler-Lehman subtree baseline
 """
 from mi_jax.evaluation.knn import knn_accuracy
 from mi_jax.evaluation.knn import knn_predict
@@ -15,3 +18,7 @@ from mi_jax.evaluation.probe import linear_probe
 from mi_jax.evaluation.probe import mlp_probe
 from mi_jax.evaluation.probe import noisy_half_pixels
 from mi_jax.evaluation.probe import pixel_baseline_accuracy
+from mi_jax.evaluation.graph_kernels import wl_features
+from mi_jax.evaluation.graph_kernels import wl_kernel
+from mi_jax.evaluation.node_classification import node_classification
+from mi_jax.evaluation.svm import svm_kfold

@@ -9,6 +9,9 @@ from mi_jax.objectives._images import (
     image_splits, load_split, probe_evaluation, split_batches)
 from mi_jax.objectives._method import (
     Evaluation, FixedBatchIterator, Method, config_kwargs)
+from mi_jax.objectives.dgi import DGIModel, corrupt, dgi_loss
 from mi_jax.objectives.dim import DIMModel, dim_loss, make_dim_loss, make_dim_model
 from mi_jax.objectives.multiview import (
     MultiviewModel, make_multiview_loss, multiview_loss)
+from mi_jax.objectives.infograph import (
+    InfoGraphModel, infograph_loss, infograph_mask)

@@ -1,0 +1,13 @@
+"""DGI on Cora: `dgi_planetoid.py:cora` (see that file).
+
+  mi-jax train --config experiments/configs/dgi_cora.py --workdir /tmp/mi_jax/dgi_cora
+  python -m experiments.graphs.seeds --config experiments/configs/dgi_cora.py --seeds 10
+"""
+import os
+import runpy
+
+_BASE = runpy.run_path(os.path.join(os.path.dirname(__file__), "dgi_planetoid.py"))
+
+
+def get_config():
+  return _BASE["get_config"]("cora")

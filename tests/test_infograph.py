@@ -1,0 +1,136 @@
+"""InfoGraph: the positive mask, the loss vs NumPy, padding, vmapped seeds."""
+import os
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from mi_jax import cli
+from mi_jax.data import graphs, shared
+from mi_jax.data.graphs import Budget, budget_for, pad_graphs
+from mi_jax.evaluation.graph_kernels import wl_features, wl_kernel
+from mi_jax.evaluation.svm import svm_kfold
+from mi_jax.objectives import infograph
+
+from experiments.graphs.seeds import infograph_fit_seeds
+
+import tiny_graphs
+
+
+def test_mask_matches_hand_written():
+  node_graph = jnp.array([0, 0, 1, 2, 2, 2, 0, 0])
+  node_mask = jnp.array([1, 1, 1, 1, 1, 1, 0, 0], bool)
+  graph_mask = jnp.array([1, 1, 1, 0], bool)
+  pos, valid = infograph.infograph_mask(node_graph, node_mask, graph_mask)
+  expect_pos = np.array([[1, 0, 0, 0], [1, 0, 0, 0], [0, 1, 0, 0],
+                         [0, 0, 1, 0], [0, 0, 1, 0], [0, 0, 1, 0],
+                         [0, 0, 0, 0], [0, 0, 0, 0]], bool)
+  expect_valid = np.zeros((8, 4), bool)
+  expect_valid[:6, :3] = True
+  np.testing.assert_array_equal(pos, expect_pos)
+  np.testing.assert_array_equal(valid, expect_valid)
+
+
+def _batch(budget=None):
+  ds = tiny_graphs.random_dataset(num_graphs=5, num_tags=3)
+  return ds, pad_graphs(ds, range(5), budget or budget_for(ds, 5, multiple=1))
+
+
+def test_loss_equals_reference_formula():
+  ds, batch = _batch()
+  model = infograph.InfoGraphModel(3, 4, 2, rngs=nnx.Rngs(0))
+  loss, metrics = nnx.jit(infograph.infograph_loss)(model, batch,
+                                                    jax.random.key(0))
+  model = infograph.InfoGraphModel(3, 4, 2, rngs=nnx.Rngs(0))   # fresh BN
+  h, hg = model.node_and_graph(batch)
+  n, g = int(batch["node_mask"].sum()), 5
+  l = np.asarray(model.local_head(h), np.float64)[:n]
+  gl = np.asarray(model.global_head(hg), np.float64)[:g]
+  scores = l @ gl.T
+  own = np.repeat(np.arange(g), ds.num_nodes)[:, None] == np.arange(g)
+  # InfoGraph's local_global_loss_ (JSD): E_pos = sum(log2 - sp(-s)) / n,
+  # E_neg = sum(sp(s) - log2) / (n (g - 1)); loss = E_neg - E_pos.
+  e_pos = (np.log(2) - np.logaddexp(0, -scores))[own].sum() / n
+  e_neg = (np.logaddexp(0, scores) - np.log(2))[~own].sum() / (n * (g - 1))
+  np.testing.assert_allclose(loss, e_neg - e_pos + 2 * np.log(2), rtol=1e-5)
+  np.testing.assert_allclose(metrics["mi"], -loss, rtol=1e-6)
+
+
+def test_loss_gradients_and_bn_stats_ignore_padding():
+  _, tight = _batch()
+  _, loose = _batch(Budget(64, 128, 16))
+  loose = tiny_graphs.garble_padding(loose)
+  out = []
+  for batch in (tight, loose):
+    model = infograph.InfoGraphModel(3, 4, 2, rngs=nnx.Rngs(1))
+    grads = nnx.grad(lambda m: infograph.infograph_loss(m, batch, None)[0])(
+        model)
+    stats = jax.tree.leaves(nnx.state(model, nnx.BatchStat))
+    out.append((infograph.infograph_loss(
+        infograph.InfoGraphModel(3, 4, 2, rngs=nnx.Rngs(1)), batch, None)[0],
+                jax.tree.leaves(grads), stats))
+  np.testing.assert_allclose(out[0][0], out[1][0], rtol=1e-5)
+  for a, b in zip(out[0][1] + out[0][2], out[1][1] + out[1][2]):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_fit_seeds_vmapped_equals_one_seed():
+  ds = tiny_graphs.random_dataset(num_graphs=9, num_tags=3, seed=4)
+  both = infograph_fit_seeds(ds, [0, 1], hidden=4, num_layers=2,
+                             batch_size=4, epochs=2)
+  one = infograph_fit_seeds(ds, [1], hidden=4, num_layers=2, batch_size=4,
+                            epochs=2)
+  assert both["embeddings"].shape == (2, 9, 8)
+  assert both["losses"].shape == (6, 2)   # 3 batches (4 + 4 + 1) x 2 epochs
+  np.testing.assert_allclose(both["losses"][:, 1], one["losses"][:, 0],
+                             rtol=1e-4)
+  # Adam amplifies float rounding in coordinates with near-zero gradients,
+  # so the embeddings agree to ~1e-2 while two seeds differ by ~1.
+  np.testing.assert_allclose(both["embeddings"][1], one["embeddings"][0],
+                             atol=0.1)
+  assert np.abs(both["embeddings"][0] - both["embeddings"][1]).max() > 1.0
+  assert not np.allclose(both["embeddings"][0], both["init_embeddings"][0])
+
+
+def test_wl_features_and_svm_folds():
+  ds = tiny_graphs.random_dataset(num_graphs=4, num_tags=2, seed=2)
+  f = wl_features(ds, iterations=1).toarray()
+  # Iteration 0 counts the tags of each graph.
+  for gi in range(4):
+    tags = ds.tags[ds.node_offsets[gi]:ds.node_offsets[gi + 1]]
+    np.testing.assert_array_equal(f[gi, :2], np.bincount(tags, minlength=2))
+  # Each iteration assigns one label per node.
+  np.testing.assert_array_equal(f.sum(1), 2 * ds.num_nodes)
+  # Separable toy data: every fold is classified perfectly; C from the grid.
+  rng = np.random.default_rng(0)
+  y = np.repeat([0, 1], 20)
+  x = rng.normal(size=(40, 2)) + 6 * y[:, None]
+  folds = [(np.setdiff1d(np.arange(40), t), t)
+           for t in np.array_split(rng.permutation(40), 4)]
+  res = svm_kfold(x, y, folds, kernel="linear")
+  assert res["fold_acc"] == [1.0] * 4 and res["mean"] == 1.0
+  k = x @ x.T
+  assert svm_kfold(k, y, folds, kernel="precomputed")["mean"] == 1.0
+
+
+@pytest.mark.skipif(not shared.available("tu/MUTAG/MUTAG.txt"),
+                    reason="../shared/data/tu not available")
+def test_mi_jax_train_runs_infograph_on_mutag(tmp_path, capsys):
+  config = os.path.join(os.path.dirname(__file__), "..", "experiments",
+                        "configs", "infograph_mutag.py")
+  assert cli.main([
+      "train", "--config", config, "--workdir", str(tmp_path),
+      "--config.steps=2", "--config.log_every=1", "--config.svm.Cs=(1.0,)",
+      "--config.svm.inner_folds=2"]) == 0
+  out = capsys.readouterr().out
+  ds = graphs.load_tu("MUTAG")
+  wl = svm_kfold(wl_kernel(ds, 3), ds.labels, ds.folds, kernel="precomputed",
+                 Cs=(1.0,), inner_folds=2)
+  assert re.search(r"WL subtree kernel \(h=3\)\s+%.2f \+-\s+%.2f" % (
+      100 * wl["mean"], 100 * wl["std"]), out), out
+  for label in ("InfoGraph embeddings", r"tag\+degree histogram \(raw\)",
+                "random-init encoder"):
+    assert re.search(label + r"\s+\d+\.\d\d \+-", out), out
