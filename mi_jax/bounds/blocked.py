@@ -28,7 +28,7 @@ from jax.sharding import PartitionSpec as P
 
 from mi_jax.bounds import _common
 
-__all__ = ["infonce", "dv", "nwj", "row_logsumexp"]
+__all__ = ["NAMES", "get", "infonce", "dv", "nwj", "row_logsumexp"]
 
 
 def _blocks(x_KxD, block_size):
@@ -240,3 +240,18 @@ def nwj(za_KxD, zb_KxD, *, weight=None, block_size=512, precision=None,
   za, zb, bs = _prepare(za_KxD, zb_KxD, weight, block_size)
   lme = _offdiag_logmeanexp(za, zb, bs, precision, axis_name)
   return jnp.mean(_diag(za, zb)) - _common.saturating_exp(lme - 1.0)
+
+
+_BOUNDS = {"infonce": infonce, "dv": dv, "nwj": nwj}
+NAMES = tuple(_BOUNDS)
+
+
+def get(name):
+  """The blocked bound `fn(za_KxD, zb_KxD, **options)` called `name` (one of `NAMES`)."""
+  try:
+    return _BOUNDS[name]
+  except (KeyError, TypeError):
+    raise ValueError(
+        f"No memory-linear (blocked) version of bound {name!r}: blocked "
+        f"bounds are {', '.join(NAMES)}. Use one of these, or the dense "
+        "bound (no block size).") from None
