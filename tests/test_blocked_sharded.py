@@ -23,8 +23,8 @@ def _embeddings(k, d, seed=0):
 
 
 def _sharded(fn, mesh):
-  """fn(za, zb, w) jitted with za, zb split over `data`, traced under the mesh."""
-  rows = NamedSharding(mesh, P("data"))
+  """fn(za, zb, w) jitted with za, zb split over all mesh axes, traced under the mesh."""
+  rows = sharding.batch_sharding(mesh)
   jitted = jax.jit(fn, in_shardings=(rows, rows, sharding.replicated(mesh)))
 
   def call(*args):
@@ -58,11 +58,16 @@ def test_blocked_on_mesh_equals_dense_values_and_gradients():
     assert g[0].sharding.spec == P("data")
 
 
-def test_row_logsumexp_excludes_global_diagonal_on_mesh():
-  """Device p's rows start at global row p*K/n: the excluded entry is (i, i) globally."""
-  mesh = sharding.make_mesh()
+@pytest.mark.parametrize("shape,names", [((8,), ("data",)),
+                                         ((4, 2), ("data", "model"))])
+def test_row_logsumexp_excludes_global_diagonal_on_mesh(shape, names):
+  """Device p's rows start at global row p*K/n: the excluded entry is (i, i) globally.
+
+  On the 4 x 2 mesh the rows are split over both axes (data-major).
+  """
+  mesh = sharding.make_mesh(shape=shape, axis_names=names)
   za, zb, _ = _embeddings(k=32, d=4, seed=1)
-  (lse, _), _ = _sharded(
+  (lse, _), text = _sharded(
       lambda a, b, w: (blocked.row_logsumexp(a, b, exclude_diagonal=True,
                                              block_size=2), w), mesh)(
           za, zb, np.zeros(()))
@@ -70,6 +75,8 @@ def test_row_logsumexp_excludes_global_diagonal_on_mesh():
   np.fill_diagonal(s, -np.inf)
   ref = np.log(np.exp(s - s.max(1, keepdims=True)).sum(1)) + s.max(1)
   np.testing.assert_allclose(lse, ref, rtol=1e-5)
+  assert "all_gather" in text
+  assert lse.sharding.spec == sharding.batch_sharding(mesh).spec
 
 
 def test_memory_per_device_is_linear_on_mesh():

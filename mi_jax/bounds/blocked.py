@@ -8,8 +8,8 @@ O(K^2); value and gradient equal the dense `mi_jax.bounds` functions on
 `za @ W @ zb.T` with the default diagonal mask (positive pairs (za_i, zb_i)).
 
 Under a device mesh (a jitted step traced inside `jax.set_mesh(mesh)`, as
-`mi_jax.training.sharding.shard_train_step` does) whose axis `axis_name`
-("data" by default) has n > 1 devices and K % n == 0, the row blocks are
+`mi_jax.training.sharding.shard_train_step` does) whose axes `axis_name`
+(default: all of them) hold n > 1 devices and K % n == 0, the row blocks are
 computed with `jax.shard_map`: each device all-gathers zb (K x D, the
 negatives of the whole global batch) and reduces only its own K/n rows of za,
 so the per-device memory is O(K/n x D + K x D + block_size x K) and no device
@@ -110,33 +110,42 @@ def _row_lse_bwd(exclude_diagonal, block_size, precision, res, g_K):
 _row_lse.defvjp(_row_lse_fwd, _row_lse_bwd)
 
 
-def mesh_axis_size(axis_name: str | None) -> int:
-  """Devices along `axis_name` of the mesh set for tracing (1 when none)."""
-  if axis_name is None:
-    return 1
+def mesh_axes(axis_name=None) -> tuple[str, ...]:
+  """The axes of the tracing mesh (`jax.set_mesh`) the rows are split over.
+
+  `axis_name` None: every axis of the mesh (how
+  `mi_jax.training.sharding.shard_train_step` splits a batch); a name or a
+  tuple of names: those of them the mesh has; `()`: none. No mesh: `()`.
+  """
   mesh = jax.sharding.get_abstract_mesh()
-  if mesh.empty or axis_name not in mesh.axis_names:
-    return 1
-  return mesh.shape[axis_name]
+  if mesh.empty:
+    return ()
+  if axis_name is None:
+    axes = tuple(mesh.axis_names)
+  else:
+    axes = (axis_name,) if isinstance(axis_name, str) else tuple(axis_name)
+  return tuple(a for a in axes if a in mesh.axis_names and mesh.shape[a] > 1)
 
 
 def _row_lse_any(za_KxD, zb_KxD, exclude_diagonal, block_size, precision,
                  axis_name):
-  """`_row_lse` of all K rows; row-sharded over `axis_name` when a mesh has it."""
+  """`_row_lse` of all K rows; row-sharded over the mesh axes when there are any."""
   k = za_KxD.shape[0]
-  n = mesh_axis_size(axis_name)
+  axes = mesh_axes(axis_name)
+  mesh = jax.sharding.get_abstract_mesh()
+  n = math.prod(mesh.shape[a] for a in axes) if axes else 1
   if n == 1 or k % n:
     return _row_lse(za_KxD, zb_KxD, 0, exclude_diagonal, min(block_size, k),
                     precision)
 
   def local(za_kxD, zb_kxD):
     # Every device: its K/n rows against the whole global batch of negatives.
-    zb_all_KxD = jax.lax.all_gather(zb_kxD, axis_name, tiled=True)
-    row0 = jax.lax.axis_index(axis_name) * za_kxD.shape[0]
+    zb_all_KxD = jax.lax.all_gather(zb_kxD, axes, tiled=True)
+    row0 = jax.lax.axis_index(axes) * za_kxD.shape[0]
     return _row_lse(za_kxD, zb_all_KxD, row0, exclude_diagonal,
                     min(block_size, za_kxD.shape[0]), precision)
 
-  spec = P(axis_name)
+  spec = P(axes)
   return jax.shard_map(local, in_specs=(spec, spec), out_specs=spec)(
       za_KxD, zb_KxD)
 
@@ -170,12 +179,12 @@ def _prepare(za_KxD, zb_KxD, weight, block_size):
 
 
 def row_logsumexp(za_KxD, zb_KxD, *, weight=None, exclude_diagonal=False,
-                  block_size=512, precision=None, axis_name="data"):
+                  block_size=512, precision=None, axis_name=None):
   """lse_i = log sum_j exp(za_i . W zb_j) (j != i if exclude_diagonal), [K].
 
   Computed in row blocks, forward and backward, in O(K x block_size) memory;
-  row-sharded over mesh axis `axis_name` when the tracing mesh has it (see
-  the module docstring; None: never).
+  row-sharded over the mesh axes `axis_name` (see `infonce` and the module
+  docstring).
   """
   za, zb, bs = _prepare(za_KxD, zb_KxD, weight, block_size)
   return _row_lse_any(za, zb, bool(exclude_diagonal), bs, precision,
@@ -187,7 +196,7 @@ def _diag(za, zb):
 
 
 def infonce(za_KxD, zb_KxD, *, weight=None, block_size=512, precision=None,
-            axis_name="data"):
+            axis_name=None):
   """InfoNCE (van den Oord et al. 2018) over all K x K pairs, memory-linear.
 
     I_NCE = mean_i [s_ii - logsumexp_j s_ij] + log K,   s_ij = za_i . W zb_j
@@ -199,8 +208,10 @@ def infonce(za_KxD, zb_KxD, *, weight=None, block_size=512, precision=None,
     weight: optional [Da, Db] bilinear matrix W (None: inner product).
     block_size: rows per block (static).
     precision: matmul precision (e.g. jax.lax.Precision.HIGHEST on TPU).
-    axis_name: mesh axis the rows are split over when the tracing mesh has
-      it (each device reduces its rows against the global batch); None: never.
+    axis_name: mesh axes the rows are split over when the step is traced
+      under a mesh (each device reduces its rows against the global batch):
+      None = every axis of the mesh (as `shard_train_step` splits the
+      batch), a name or tuple of names, or () for none.
 
   Returns:
     float32 scalar, nats.
@@ -217,7 +228,7 @@ def _offdiag_logmeanexp(za, zb, bs, precision, axis_name):
 
 
 def dv(za_KxD, zb_KxD, *, weight=None, block_size=512, precision=None,
-       axis_name="data"):
+       axis_name=None):
   """Donsker-Varadhan bound (Belghazi et al. 2018) over K x K pairs.
 
     I_DV = mean_i s_ii - log mean_{i != j} exp(s_ij)
@@ -230,7 +241,7 @@ def dv(za_KxD, zb_KxD, *, weight=None, block_size=512, precision=None,
 
 
 def nwj(za_KxD, zb_KxD, *, weight=None, block_size=512, precision=None,
-        axis_name="data"):
+        axis_name=None):
   """NWJ bound (Nguyen et al. 2010; Poole et al. 2019) over K x K pairs.
 
     I_NWJ = mean_i s_ii - e^{-1} mean_{i != j} exp(s_ij)
