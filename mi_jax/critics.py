@@ -5,6 +5,11 @@ the input of every bound in `mi_jax.bounds`. Families (Poole et al. 2019;
 Tschannen et al. 2020): bilinear a^T W b, separable g(a)^T h(b), inner product
 (optionally cosine / temperature), and a concat MLP f([a; b]) evaluated on all
 B x C pairs at once.
+
+The first three are factorised: `critic.factors(za, zb) -> (ua_BxK, ub_CxK)`
+with `scores = ua @ ub.T`, which the memory-linear bounds in
+`mi_jax.bounds.blocked` take instead of the [B, C] matrix. The concat MLP has
+no such factorisation (`factors` raises).
 """
 from __future__ import annotations
 
@@ -72,10 +77,14 @@ class Bilinear(nnx.Module):
     init = kernel_init or nnx.initializers.normal((dim_a * dim_b) ** -0.5)
     self.kernel = nnx.Param(init(rngs.params(), (dim_a, dim_b), jnp.float32))
 
-  def __call__(self, za_BxD, zb_CxD):
+  def factors(self, za_BxD, zb_CxD):
+    """(za, zb W^T): scores = za @ (zb W^T)^T."""
     _check_inputs("Bilinear", za_BxD, zb_CxD, self.dim_a, self.dim_b)
-    wb_CxDa = zb_CxD @ self.kernel[...].T
-    return (za_BxD @ wb_CxDa.T).astype(jnp.float32)
+    return za_BxD, zb_CxD @ self.kernel[...].T
+
+  def __call__(self, za_BxD, zb_CxD):
+    ua_BxDa, wb_CxDa = self.factors(za_BxD, zb_CxD)
+    return (ua_BxDa @ wb_CxDa.T).astype(jnp.float32)
 
 
 class Separable(nnx.Module):
@@ -93,9 +102,14 @@ class Separable(nnx.Module):
     self.g = _MLP((dim_a, *widths, out_dim), activation, rngs=rngs)
     self.h = _MLP((dim_b, *widths, out_dim), activation, rngs=rngs)
 
-  def __call__(self, za_BxD, zb_CxD):
+  def factors(self, za_BxD, zb_CxD):
+    """(g(za), h(zb))."""
     _check_inputs("Separable", za_BxD, zb_CxD, self.dim_a, self.dim_b)
-    return (self.g(za_BxD) @ self.h(zb_CxD).T).astype(jnp.float32)
+    return self.g(za_BxD), self.h(zb_CxD)
+
+  def __call__(self, za_BxD, zb_CxD):
+    ga_BxK, hb_CxK = self.factors(za_BxD, zb_CxD)
+    return (ga_BxK @ hb_CxK.T).astype(jnp.float32)
 
 
 class InnerProduct(nnx.Module):
@@ -109,7 +123,8 @@ class InnerProduct(nnx.Module):
       raise ValueError(f"temperature must be positive, got {temperature}.")
     self.cosine, self.temperature = cosine, temperature
 
-  def __call__(self, za_BxD, zb_CxD):
+  def factors(self, za_BxD, zb_CxD):
+    """(za / temperature, zb), each first normalised when cosine (float32)."""
     _check_inputs("InnerProduct", za_BxD, zb_CxD, None, None)
     if za_BxD.shape[1] != zb_CxD.shape[1]:
       raise ValueError(f"InnerProduct needs equal widths, got "
@@ -119,7 +134,11 @@ class InnerProduct(nnx.Module):
       eps = 1e-12
       za = za * jax.lax.rsqrt(jnp.maximum(jnp.sum(za**2, -1, keepdims=True), eps))
       zb = zb * jax.lax.rsqrt(jnp.maximum(jnp.sum(zb**2, -1, keepdims=True), eps))
-    return (za @ zb.T) / self.temperature
+    return za / self.temperature, zb
+
+  def __call__(self, za_BxD, zb_CxD):
+    ua_BxD, ub_CxD = self.factors(za_BxD, zb_CxD)
+    return ua_BxD @ ub_CxD.T
 
 
 class ConcatMLP(nnx.Module):
@@ -135,6 +154,14 @@ class ConcatMLP(nnx.Module):
     self.dim_a, self.dim_b = dim_a, dim_b
     widths = _hidden(hidden, layers)
     self.mlp = _MLP((dim_a + dim_b, *widths, 1), activation, rngs=rngs)
+
+  def factors(self, za_BxD, zb_CxD):
+    """Not factorisable: raises (the memory-linear bounds need ua @ ub.T)."""
+    raise ValueError(
+        "the concat critic scores every pair with an MLP and has no "
+        "factorisation scores = ua @ ub.T, so it cannot use the blocked "
+        "(memory-linear) bounds; use bilinear, separable or inner_product, "
+        "or the dense bounds.")
 
   def _split_first_layer(self, za_BxD, zb_CxD):
     """First layer on each side: (a_i W_a [B, H], b_j W_b + bias [C, H])."""

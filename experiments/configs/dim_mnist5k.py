@@ -52,6 +52,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.seed = 0
   c.compute_dtype = "float32"
   c.use_mesh = True  # shard the batch over all devices when there are > 1
+  c.mesh_shape = (-1,)  # or (-1, k): 'data' x 'model' (docs/training.md)
+  c.param_sharding = "replicated"  # or "fsdp": params + optimizer sharded
+  c.fsdp_min_size = 4096
 
   c.log_every = 100
   c.eval_every = 500  # local bound on the held-out test split

@@ -38,7 +38,10 @@ def get_config() -> ml_collections.ConfigDict:
       dict(hidden=(300, 300), out_dim=100))
   c.shared_encoder = False
   c.critic = ml_collections.ConfigDict(dict(name="bilinear", kwargs={}))
-  c.bound = ml_collections.ConfigDict(dict(name="infonce", kwargs={}))
+  # block_size > 0: memory-linear (blocked) infonce / dv / nwj, negatives
+  # from the whole global batch on a mesh (needs a factorisable critic).
+  c.bound = ml_collections.ConfigDict(dict(name="infonce", kwargs={},
+                                           block_size=0))
 
   # Optimisation.
   c.batch_size = 128
@@ -48,6 +51,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.seed = 0
   c.compute_dtype = "float32"  # or "bfloat16" (bounds stay float32).
   c.use_mesh = True  # Shard the batch over all devices when there are > 1.
+  # Scale (docs/training.md): the mesh, (-1,) = all devices on 'data', or
+  # (-1, k) = 'data' x 'model'; parameters + optimizer state "replicated" or
+  # "fsdp" (sharded over 'model', else 'data'; leaves >= fsdp_min_size).
+  c.mesh_shape = (-1,)
+  c.param_sharding = "replicated"
+  c.fsdp_min_size = 4096
 
   # Logging, evaluation, checkpoints.
   c.log_every = 50

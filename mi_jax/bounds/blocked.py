@@ -6,6 +6,16 @@ to their row logsumexp and dropped, in the forward pass and again in the
 custom backward pass. Peak memory is O(K x block_size + K x D) instead of
 O(K^2); value and gradient equal the dense `mi_jax.bounds` functions on
 `za @ W @ zb.T` with the default diagonal mask (positive pairs (za_i, zb_i)).
+
+Under a device mesh (a jitted step traced inside `jax.set_mesh(mesh)`, as
+`mi_jax.training.sharding.shard_train_step` does) whose axes `axis_name`
+(default: all of them) hold n > 1 devices and K % n == 0, the row blocks are
+computed with `jax.shard_map`: each device all-gathers zb (K x D, the
+negatives of the whole global batch) and reduces only its own K/n rows of za,
+so the per-device memory is O(K/n x D + K x D + block_size x K) and no device
+repeats another's work; the backward pass reduce-scatters zb's gradient (the
+transpose of the all-gather). Values and gradients equal the single-device
+ones.
 """
 from __future__ import annotations
 
@@ -14,10 +24,11 @@ import math
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
 
 from mi_jax.bounds import _common
 
-__all__ = ["infonce", "dv", "nwj", "row_logsumexp"]
+__all__ = ["NAMES", "get", "infonce", "dv", "nwj", "row_logsumexp"]
 
 
 def _blocks(x_KxD, block_size):
@@ -29,7 +40,10 @@ def _blocks(x_KxD, block_size):
 
 
 def _block_scores(za_bxD, zb_KxD, start, exclude_diagonal, precision):
-  """Scores of one row block [b, K] (diagonal -> -inf when excluded)."""
+  """Scores of one row block [b, K] (diagonal -> -inf when excluded).
+
+  `start` is the global index of the block's first row (its column of zb).
+  """
   s_bxK = jnp.matmul(za_bxD, zb_KxD.T, precision=precision)
   if exclude_diagonal:
     rows = start + jnp.arange(s_bxK.shape[0])
@@ -43,30 +57,32 @@ def _lse_rows(s_bxK):
   return jnp.log(jnp.sum(jnp.exp(s_bxK - m), axis=1)) + m[:, 0]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _row_lse(za_KxD, zb_KxD, exclude_diagonal, block_size, precision):
-  return _row_lse_fwd(za_KxD, zb_KxD, exclude_diagonal, block_size,
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
+def _row_lse(za_kxD, zb_KxD, row0, exclude_diagonal, block_size, precision):
+  """lse of the rows of za_kxD against all of zb_KxD; row r is global row0 + r."""
+  return _row_lse_fwd(za_kxD, zb_KxD, row0, exclude_diagonal, block_size,
                       precision)[0]
 
 
-def _row_lse_fwd(za_KxD, zb_KxD, exclude_diagonal, block_size, precision):
+def _row_lse_fwd(za_KxD, zb_KxD, row0, exclude_diagonal, block_size,
+                 precision):
   k = za_KxD.shape[0]
 
   def one_block(_, args):
     idx, za_bxD = args
-    s_bxK = _block_scores(za_bxD, zb_KxD, idx * block_size, exclude_diagonal,
-                          precision)
+    s_bxK = _block_scores(za_bxD, zb_KxD, row0 + idx * block_size,
+                          exclude_diagonal, precision)
     return None, _lse_rows(s_bxK)
 
   za_blocks = _blocks(za_KxD, block_size)
   _, lse_NxB = jax.lax.scan(
       one_block, None, (jnp.arange(za_blocks.shape[0]), za_blocks))
   lse_K = lse_NxB.reshape(-1)[:k]
-  return lse_K, (za_KxD, zb_KxD, lse_K)
+  return lse_K, (za_KxD, zb_KxD, row0, lse_K)
 
 
 def _row_lse_bwd(exclude_diagonal, block_size, precision, res, g_K):
-  za_KxD, zb_KxD, lse_K = res
+  za_KxD, zb_KxD, row0, lse_K = res
   k = za_KxD.shape[0]
   za_blocks = _blocks(za_KxD, block_size)
   n = za_blocks.shape[0]
@@ -76,8 +92,8 @@ def _row_lse_bwd(exclude_diagonal, block_size, precision, res, g_K):
 
   def one_block(dzb_KxD, args):
     idx, za_bxD, lse_b, g_b = args
-    s_bxK = _block_scores(za_bxD, zb_KxD, idx * block_size, exclude_diagonal,
-                          precision)
+    s_bxK = _block_scores(za_bxD, zb_KxD, row0 + idx * block_size,
+                          exclude_diagonal, precision)
     # d lse_i / d s_ij = softmax_ij; padded rows carry g = 0.
     w_bxK = jnp.exp(s_bxK - lse_b[:, None]) * g_b[:, None]
     dza_bxD = jnp.matmul(w_bxK, zb_KxD, precision=precision)
@@ -88,10 +104,50 @@ def _row_lse_bwd(exclude_diagonal, block_size, precision, res, g_K):
       one_block, jnp.zeros_like(zb_KxD),
       (jnp.arange(n), za_blocks, lse_blocks, g_blocks))
   dza_KxD = dza_NxBxD.reshape(n * block_size, -1)[:k]
-  return dza_KxD.astype(za_KxD.dtype), dzb_KxD.astype(zb_KxD.dtype)
+  return dza_KxD.astype(za_KxD.dtype), dzb_KxD.astype(zb_KxD.dtype), None
 
 
 _row_lse.defvjp(_row_lse_fwd, _row_lse_bwd)
+
+
+def mesh_axes(axis_name=None) -> tuple[str, ...]:
+  """The axes of the tracing mesh (`jax.set_mesh`) the rows are split over.
+
+  `axis_name` None: every axis of the mesh (how
+  `mi_jax.training.sharding.shard_train_step` splits a batch); a name or a
+  tuple of names: those of them the mesh has; `()`: none. No mesh: `()`.
+  """
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty:
+    return ()
+  if axis_name is None:
+    axes = tuple(mesh.axis_names)
+  else:
+    axes = (axis_name,) if isinstance(axis_name, str) else tuple(axis_name)
+  return tuple(a for a in axes if a in mesh.axis_names and mesh.shape[a] > 1)
+
+
+def _row_lse_any(za_KxD, zb_KxD, exclude_diagonal, block_size, precision,
+                 axis_name):
+  """`_row_lse` of all K rows; row-sharded over the mesh axes when there are any."""
+  k = za_KxD.shape[0]
+  axes = mesh_axes(axis_name)
+  mesh = jax.sharding.get_abstract_mesh()
+  n = math.prod(mesh.shape[a] for a in axes) if axes else 1
+  if n == 1 or k % n:
+    return _row_lse(za_KxD, zb_KxD, 0, exclude_diagonal, min(block_size, k),
+                    precision)
+
+  def local(za_kxD, zb_kxD):
+    # Every device: its K/n rows against the whole global batch of negatives.
+    zb_all_KxD = jax.lax.all_gather(zb_kxD, axes, tiled=True)
+    row0 = jax.lax.axis_index(axes) * za_kxD.shape[0]
+    return _row_lse(za_kxD, zb_all_KxD, row0, exclude_diagonal,
+                    min(block_size, za_kxD.shape[0]), precision)
+
+  spec = P(axes)
+  return jax.shard_map(local, in_specs=(spec, spec), out_specs=spec)(
+      za_KxD, zb_KxD)
 
 
 def _prepare(za_KxD, zb_KxD, weight, block_size):
@@ -119,24 +175,28 @@ def _prepare(za_KxD, zb_KxD, weight, block_size):
       raise ValueError(f"weight must have shape {(za.shape[1], zb.shape[1])}, "
                        f"got {w.shape}.")
     zb = zb @ w.T                       # s_ij = za_i . (W zb_j)
-  return za, zb, min(block_size, za.shape[0])
+  return za, zb, block_size
 
 
 def row_logsumexp(za_KxD, zb_KxD, *, weight=None, exclude_diagonal=False,
-                  block_size=512, precision=None):
+                  block_size=512, precision=None, axis_name=None):
   """lse_i = log sum_j exp(za_i . W zb_j) (j != i if exclude_diagonal), [K].
 
-  Computed in row blocks, forward and backward, in O(K x block_size) memory.
+  Computed in row blocks, forward and backward, in O(K x block_size) memory;
+  row-sharded over the mesh axes `axis_name` (see `infonce` and the module
+  docstring).
   """
   za, zb, bs = _prepare(za_KxD, zb_KxD, weight, block_size)
-  return _row_lse(za, zb, bool(exclude_diagonal), bs, precision)
+  return _row_lse_any(za, zb, bool(exclude_diagonal), bs, precision,
+                      axis_name)
 
 
 def _diag(za, zb):
   return jnp.sum(za * zb, axis=1)
 
 
-def infonce(za_KxD, zb_KxD, *, weight=None, block_size=512, precision=None):
+def infonce(za_KxD, zb_KxD, *, weight=None, block_size=512, precision=None,
+            axis_name=None):
   """InfoNCE (van den Oord et al. 2018) over all K x K pairs, memory-linear.
 
     I_NCE = mean_i [s_ii - logsumexp_j s_ij] + log K,   s_ij = za_i . W zb_j
@@ -148,22 +208,27 @@ def infonce(za_KxD, zb_KxD, *, weight=None, block_size=512, precision=None):
     weight: optional [Da, Db] bilinear matrix W (None: inner product).
     block_size: rows per block (static).
     precision: matmul precision (e.g. jax.lax.Precision.HIGHEST on TPU).
+    axis_name: mesh axes the rows are split over when the step is traced
+      under a mesh (each device reduces its rows against the global batch):
+      None = every axis of the mesh (as `shard_train_step` splits the
+      batch), a name or tuple of names, or () for none.
 
   Returns:
     float32 scalar, nats.
   """
   za, zb, bs = _prepare(za_KxD, zb_KxD, weight, block_size)
-  lse_K = _row_lse(za, zb, False, bs, precision)
+  lse_K = _row_lse_any(za, zb, False, bs, precision, axis_name)
   return jnp.mean(_diag(za, zb) - lse_K) + math.log(za.shape[0])
 
 
-def _offdiag_logmeanexp(za, zb, bs, precision):
+def _offdiag_logmeanexp(za, zb, bs, precision, axis_name):
   k = za.shape[0]
-  lse_K = _row_lse(za, zb, True, bs, precision)
+  lse_K = _row_lse_any(za, zb, True, bs, precision, axis_name)
   return jax.nn.logsumexp(lse_K) - math.log(k * (k - 1))
 
 
-def dv(za_KxD, zb_KxD, *, weight=None, block_size=512, precision=None):
+def dv(za_KxD, zb_KxD, *, weight=None, block_size=512, precision=None,
+       axis_name=None):
   """Donsker-Varadhan bound (Belghazi et al. 2018) over K x K pairs.
 
     I_DV = mean_i s_ii - log mean_{i != j} exp(s_ij)
@@ -171,10 +236,12 @@ def dv(za_KxD, zb_KxD, *, weight=None, block_size=512, precision=None):
   Equals `mi_jax.bounds.dv(za @ W @ zb.T)`. Arguments as in `infonce`.
   """
   za, zb, bs = _prepare(za_KxD, zb_KxD, weight, block_size)
-  return jnp.mean(_diag(za, zb)) - _offdiag_logmeanexp(za, zb, bs, precision)
+  return jnp.mean(_diag(za, zb)) - _offdiag_logmeanexp(za, zb, bs, precision,
+                                                       axis_name)
 
 
-def nwj(za_KxD, zb_KxD, *, weight=None, block_size=512, precision=None):
+def nwj(za_KxD, zb_KxD, *, weight=None, block_size=512, precision=None,
+        axis_name=None):
   """NWJ bound (Nguyen et al. 2010; Poole et al. 2019) over K x K pairs.
 
     I_NWJ = mean_i s_ii - e^{-1} mean_{i != j} exp(s_ij)
@@ -182,5 +249,20 @@ def nwj(za_KxD, zb_KxD, *, weight=None, block_size=512, precision=None):
   Equals `mi_jax.bounds.nwj(za @ W @ zb.T)`. Arguments as in `infonce`.
   """
   za, zb, bs = _prepare(za_KxD, zb_KxD, weight, block_size)
-  lme = _offdiag_logmeanexp(za, zb, bs, precision)
+  lme = _offdiag_logmeanexp(za, zb, bs, precision, axis_name)
   return jnp.mean(_diag(za, zb)) - _common.capped_exp(lme - 1.0)
+
+
+_BOUNDS = {"infonce": infonce, "dv": dv, "nwj": nwj}
+NAMES = tuple(_BOUNDS)
+
+
+def get(name):
+  """The blocked bound `fn(za_KxD, zb_KxD, **options)` called `name` (one of `NAMES`)."""
+  try:
+    return _BOUNDS[name]
+  except (KeyError, TypeError):
+    raise ValueError(
+        f"No memory-linear (blocked) version of bound {name!r}: blocked "
+        f"bounds are {', '.join(NAMES)}. Use one of these, or the dense "
+        "bound (no block size).") from None

@@ -70,6 +70,7 @@ def multiview_loss(
     bound_kwargs: Optional[dict] = None,
     noise_std: float = 0.0,
     target: Optional[float] = None,
+    block_size: Optional[int] = None,
 ):
   """Multiview loss: `-I_bound(g1(v1); g2(v2))`, or `|I_bound - target|`.
 
@@ -87,18 +88,29 @@ def multiview_loss(
     noise_std: std of the additive Gaussian noise on each view.
     target: if set, the loss is `|mi - target|` (Tschannen et al. §3.3, which
       trains to a fixed MI value instead of maximising it).
+    block_size: if set, the memory-linear path: `bound` is a
+      `mi_jax.bounds.blocked` function (as `make_multiview_loss` resolves
+      it), called on the critic's factors `(ua, ub) =
+      critic.factors(g1(v1), g2(v2))` with this many rows per block; on a
+      mesh its rows are split over the devices with negatives from the
+      whole global batch. Same value and gradients as the dense path.
 
   Returns:
     `(loss, {"mi": mi})`.
   """
-  bound_fn = _resolve_bound(bound)
+  bound_fn = bound if block_size else _resolve_bound(bound)
   key_views, key_n1, key_n2 = jax.random.split(key, 3)
   v1, v2 = views(batch["image"], key_views)
   if noise_std > 0:
     v1 = v1 + noise_std * jax.random.normal(key_n1, v1.shape, v1.dtype)
     v2 = v2 + noise_std * jax.random.normal(key_n2, v2.shape, v2.dtype)
-  scores_BxB = model(v1, v2)
-  mi = jnp.asarray(bound_fn(scores_BxB, **(bound_kwargs or {})), jnp.float32)
+  if block_size:
+    ua_BxK, ub_BxK = model.critic.factors(model.encode1(v1), model.encode2(v2))
+    mi = bound_fn(ua_BxK, ub_BxK, block_size=int(block_size),
+                  **(bound_kwargs or {}))
+  else:
+    mi = bound_fn(model(v1, v2), **(bound_kwargs or {}))
+  mi = jnp.asarray(mi, jnp.float32)
   loss = -mi if target is None else jnp.abs(mi - target)
   return loss, {"mi": mi}
 
@@ -110,14 +122,27 @@ def make_multiview_loss(
     bound_kwargs: Optional[dict] = None,
     noise_std: float = 0.0,
     target: Optional[float] = None,
+    block_size: Optional[int] = None,
 ):
   """Returns `loss_fn(model, batch, key)`: `multiview_loss` with options bound.
 
-  A string `bound` is resolved once here, so a wrong name fails early.
+  A string `bound` is resolved once here, so a wrong name fails early. With
+  `block_size` (> 0) the bound must be a name in `mi_jax.bounds.blocked.NAMES`
+  (infonce, dv, nwj) and the critic factorisable (see `multiview_loss`).
   """
+  if block_size:
+    from mi_jax.bounds import blocked  # pylint: disable=g-import-not-at-top
+    if not isinstance(bound, str):
+      raise ValueError("block_size needs the bound by name (one of "
+                       f"{', '.join(blocked.NAMES)}), got {bound!r}.")
+    if int(block_size) < 1:
+      raise ValueError(f"block_size must be a positive int, got {block_size!r}.")
+    bound_fn = blocked.get(bound)
+  else:
+    bound_fn = _resolve_bound(bound)
   return functools.partial(
-      multiview_loss, views=views, bound=_resolve_bound(bound),
-      bound_kwargs=bound_kwargs, noise_std=noise_std, target=target)
+      multiview_loss, views=views, bound=bound_fn, bound_kwargs=bound_kwargs,
+      noise_std=noise_std, target=target, block_size=block_size or None)
 
 
 # --------------------------------------------------------------------------
@@ -186,7 +211,8 @@ def build(config, *, seed: int):
   Config: `dataset` (+ the splits of `mi_jax.objectives.image_splits`),
   `views` (a `mi_jax.views.make_views` name), `noise_std`, `encoder`
   (`name`, `kwargs`), `shared_encoder`, `critic` and `bound` (`name`,
-  `kwargs`), `batch_size`. Evaluation: the probe on the first view's
+  `kwargs`, and `block_size`: > 0 selects the memory-linear blocked bound,
+  negatives from the whole global batch on a mesh), `batch_size`. Evaluation: the probe on the first view's
   representation `g1(view1(x))`, beside the same probe on that view's raw
   pixels.
   """
@@ -206,7 +232,8 @@ def build(config, *, seed: int):
   loss_fn = make_multiview_loss(
       views=views_fn, bound=config.bound.name,
       bound_kwargs=config_kwargs(config.bound.get("kwargs")) or None,
-      noise_std=float(config.noise_std))
+      noise_std=float(config.noise_std),
+      block_size=int(config.bound.get("block_size", 0) or 0) or None)
 
   def features(model, images):
     v1, _ = views_fn(images, jax.random.key(0))

@@ -105,6 +105,25 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.get("compute_dtype", "float32") not in _DTYPES:
     raise ValueError(f"config.compute_dtype must be one of {sorted(_DTYPES)}, "
                      f"got {config.compute_dtype!r}")
+  from mi_jax.training import sharding  # pylint: disable=g-import-not-at-top
+  if config.get("param_sharding", "replicated") not in sharding.PARAM_SHARDINGS:
+    raise ValueError(
+        f"config.param_sharding must be one of {sharding.PARAM_SHARDINGS} "
+        f"('fsdp' shards parameters + optimizer state), got "
+        f"{config.param_sharding!r}")
+  shape = tuple(config.get("mesh_shape", None) or (-1,))
+  if len(shape) not in (1, 2) or not all(isinstance(n, int) for n in shape):
+    raise ValueError(
+        f"config.mesh_shape must be (-1,) (all devices on 'data') or "
+        f"(data, model) such as (-1, 2), got {shape!r}")
+
+
+def _mesh(config):
+  """The run's mesh: `config.mesh_shape` (-1,) -> 'data'; (d, m) -> 'data' x 'model'."""
+  from mi_jax.training import sharding  # pylint: disable=g-import-not-at-top
+  shape = tuple(config.get("mesh_shape", None) or (-1,))
+  return sharding.make_mesh(shape=shape,
+                            axis_names=("data", "model")[:len(shape)])
 
 
 def build_optimizer(config) -> optax.GradientTransformation:
@@ -119,8 +138,10 @@ def build_optimizer(config) -> optax.GradientTransformation:
 class Run:
   """A method plus the engine's pieces for it.
 
-  `state` is the initial TrainState (replicated over `mesh` when there is
-  one); `train_step(state, batch, base_key)` folds the step number into
+  `state` is the initial TrainState, placed with `state_sharding` over
+  `mesh` when there is one (replicated, or FSDP-sharded parameters and
+  optimizer state with `config.param_sharding="fsdp"`);
+  `train_step(state, batch, base_key)` folds the step number into
   `base_key`; `eval_step(state, batch, key) -> metrics`.
   """
   config: ml_collections.ConfigDict
@@ -130,9 +151,11 @@ class Run:
   mesh: Any
   train_step: Callable
   eval_step: Callable
+  state_sharding: Any = None
 
 
-def compile_steps(config, method: Method, graphdef, tx, mesh):
+def compile_steps(config, method: Method, graphdef, tx, mesh,
+                  state_sharding=None):
   """The jitted (or mesh-sharded) train and eval steps: the one place steps are compiled."""
   dtype = _DTYPES[config.get("compute_dtype", "float32")]
   compute_dtype = None if dtype == jnp.float32 else dtype
@@ -148,8 +171,10 @@ def compile_steps(config, method: Method, graphdef, tx, mesh):
   if mesh is None:
     return jax.jit(step, donate_argnums=0), jax.jit(eval_step)
   from mi_jax.training import sharding  # pylint: disable=g-import-not-at-top
-  return (sharding.shard_train_step(step, mesh, donate_state=True),
-          sharding.shard_train_step(eval_step, mesh, has_state_output=False))
+  return (sharding.shard_train_step(step, mesh, donate_state=True,
+                                    state_sharding=state_sharding),
+          sharding.shard_train_step(eval_step, mesh, has_state_output=False,
+                                    state_sharding=state_sharding))
 
 
 # Config fields that only steer the loop or the evaluation, not what
@@ -181,7 +206,7 @@ def build_run(config: ml_collections.ConfigDict) -> Run:
     _RUN_CACHE[key] = cached
   if cached.mesh is not None:
     from mi_jax.training import sharding  # pylint: disable=g-import-not-at-top
-    state = sharding.replicate(cached.state, cached.mesh)
+    state = sharding.place(cached.state, cached.state_sharding)
   else:
     state = jax.tree.map(jnp.array, cached.state)
   return dataclasses.replace(cached, config=config, state=state)
@@ -202,14 +227,18 @@ def _build_run(config: ml_collections.ConfigDict) -> Run:
         "or --config.use_mesh=false to train on one device)")
   tx = build_optimizer(config)
   graphdef, state = init_train_state(method.model, tx)
-  mesh = None
+  mesh = state_sharding = None
   if use_mesh:
     from mi_jax.training import sharding  # pylint: disable=g-import-not-at-top
-    mesh = sharding.make_mesh()
-  train_step, eval_step = compile_steps(config, method, graphdef, tx, mesh)
+    mesh = _mesh(config)
+    state_sharding = sharding.state_shardings(
+        state, mesh, params=config.get("param_sharding", "replicated"),
+        min_size=int(config.get("fsdp_min_size", 2**12)))
+  train_step, eval_step = compile_steps(config, method, graphdef, tx, mesh,
+                                        state_sharding)
   return Run(config=config, method=method, graphdef=graphdef,
              state=jax.device_get(state), mesh=mesh, train_step=train_step,
-             eval_step=eval_step)
+             eval_step=eval_step, state_sharding=state_sharding)
 
 
 def make_iterator(run: Run):

@@ -1,0 +1,183 @@
+"""Input that keeps up with the step: data on the device, or prefetched batches.
+
+Two ways to feed `step(state, batch, key)` without stalling it on host->device
+copies:
+
+* `DeviceData` + `make_gather_multi_step`: a data set small enough to sit on
+  the device (e.g. MNIST: 60k x 784 float32 = 188 MB) is put there once; the
+  compiled multi-step (`lax.scan` over `T` steps) gathers batch `t` as
+  `data[indices_TxB[t]]` itself. Only the `[T, B]` int32 indices come from
+  the host, from the same `BatchIterator` permutation as the host path, so a
+  run fed this way sees the same batches and resumes exactly from the
+  iterator state saved in its checkpoints.
+* `Prefetcher`: for data sets read from disk, a background thread reads the
+  next batches of this host's `BatchIterator` and puts them on the devices
+  (sharded over the mesh, `host_local_to_global` on several hosts) while the
+  step runs; `state()` is the iterator position *after the last consumed
+  batch*, which is what a checkpoint must hold.
+"""
+
+import queue
+import threading
+from typing import Any, Callable, Optional
+
+import jax
+import numpy as np
+
+
+class DeviceData:
+  """A dict of arrays held on the device(s) plus a host-side index iterator.
+
+  Args:
+    arrays: dict of equally long arrays (e.g. `load_arrays(...)`).
+    iterator: a `BatchIterator` over the *global* batch (shard_count=1: every
+      host holds all the data and draws the same indices); only its
+      `local_indices` and position are used, it never reads data.
+    sharding: where the arrays go (e.g. `sharding.replicated(mesh)`); None:
+      the default device.
+  """
+
+  def __init__(self, arrays: dict, iterator, sharding=None):
+    if iterator.shard_count != 1:
+      raise ValueError(
+          "DeviceData needs a BatchIterator over the global batch "
+          "(shard_count=1): every host keeps all the data on its devices and "
+          f"draws the same indices; got shard_count={iterator.shard_count}.")
+    host = {k: np.asarray(v) for k, v in arrays.items()}
+    self.arrays = (jax.device_put(host) if sharding is None
+                   else jax.device_put(host, sharding))
+    self.iterator = iterator
+
+  def next_indices(self, num_steps: int) -> np.ndarray:
+    """The int32 `[num_steps, B]` indices of the next batches; advances the iterator."""
+    it, out = self.iterator, []
+    for _ in range(num_steps):
+      pos = it.get_state()
+      out.append(it.local_indices(pos["epoch"], pos["batch"]))
+      nxt = pos["batch"] + 1
+      epoch = pos["epoch"] + (nxt == it.steps_per_epoch)
+      it.set_state(dict(pos, epoch=epoch, batch=nxt % it.steps_per_epoch))
+    return np.stack(out).astype(np.int32)
+
+  def state(self) -> dict:
+    """The iterator position (for checkpoints)."""
+    return self.iterator.get_state()
+
+
+def gather(arrays: dict, indices_B: jax.Array) -> dict:
+  """`{k: v[indices]}`: one batch from on-device arrays (inside jit)."""
+  return {k: v[indices_B] for k, v in arrays.items()}
+
+
+def make_gather_multi_step(step: Callable, num_steps: int):
+  """`lax.scan` of `num_steps` steps that gather their batches on the device.
+
+  Returns `multi(state, arrays, indices_TxB, key) -> (state, metrics_T)`:
+  step t runs `step(state, gather(arrays, indices_TxB[t]), keys[t])` with
+  `keys = jax.random.split(key, num_steps)` (as `make_multi_step`). Jit it,
+  with `donate_argnums=0`; over a mesh use `shard_gather_multi_step`.
+  """
+
+  def multi(state, arrays, indices_TxB, key):
+    keys = jax.random.split(key, num_steps)
+
+    def body(carry, inputs):
+      idx_B, k = inputs
+      return step(carry, gather(arrays, idx_B), k)
+
+    return jax.lax.scan(body, state, (indices_TxB, keys))
+
+  return multi
+
+
+def shard_gather_multi_step(step: Callable, num_steps: int, mesh, *,
+                            state_sharding=None, donate_state: bool = True):
+  """`make_gather_multi_step` jitted over `mesh`: data replicated, indices split over the batch.
+
+  Each device gathers its own rows of every batch from its replicated copy
+  of the data (no communication for the input). Returns
+  `sharded(state, arrays, indices_TxB, key)`.
+  """
+  from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
+  from mi_jax.training import sharding  # pylint: disable=g-import-not-at-top
+  rep = sharding.replicated(mesh)
+  state_sh = rep if state_sharding is None else state_sharding
+  idx = NamedSharding(mesh, P(None, sharding.batch_axes(mesh)))
+  jitted = jax.jit(make_gather_multi_step(step, num_steps),
+                   in_shardings=(state_sh, rep, idx, rep),
+                   out_shardings=(state_sh, rep),
+                   donate_argnums=(0,) if donate_state else ())
+
+  def sharded(state, arrays, indices_TxB, key):
+    with jax.set_mesh(mesh):
+      return jitted(state, arrays, indices_TxB, key)
+
+  sharded.jitted = jitted
+  return sharded
+
+
+class Prefetcher:
+  """Reads and places the next `depth` batches of an iterator in a background thread.
+
+  Args:
+    iterator: a `BatchIterator` (this host's part of every global batch).
+    place: host batch -> device batch, e.g.
+      `lambda b: sharding.host_local_to_global(b, mesh)` or `jax.device_put`.
+    depth: how many batches are read ahead.
+
+  `next(prefetcher)` returns the next device batch; `state()` is the iterator
+  position after the last batch returned (not after the read-ahead ones), so
+  a checkpoint taken between steps resumes exactly. `close()` stops the
+  thread.
+  """
+
+  def __init__(self, iterator, place: Callable[[Any], Any], depth: int = 2):
+    if depth < 1:
+      raise ValueError(f"prefetch depth must be >= 1, got {depth}.")
+    self._iterator, self._place = iterator, place
+    self._queue: queue.Queue = queue.Queue(maxsize=depth)
+    self._state: Optional[dict] = iterator.get_state()
+    self._stop = threading.Event()
+    self._thread = threading.Thread(target=self._run, daemon=True)
+    self._thread.start()
+
+  def _run(self):
+    try:
+      for batch in self._iterator:
+        item = (self._place(batch), self._iterator.get_state())
+        while not self._stop.is_set():
+          try:
+            self._queue.put(item, timeout=0.1)
+            break
+          except queue.Full:
+            continue
+        if self._stop.is_set():
+          return
+      self._queue.put(StopIteration())
+    except Exception as e:  # pylint: disable=broad-except
+      self._queue.put(e)    # re-raised in the consumer
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    item = self._queue.get()
+    if isinstance(item, BaseException):
+      self._queue.put(item)
+      raise item
+    batch, self._state = item
+    return batch
+
+  def state(self) -> dict:
+    """Iterator position after the last consumed batch (for checkpoints)."""
+    return dict(self._state)
+
+  def close(self):
+    """Stops the background thread (pending batches are dropped)."""
+    self._stop.set()
+    while True:
+      try:
+        self._queue.get_nowait()
+      except queue.Empty:
+        break
+    self._thread.join(timeout=5)
