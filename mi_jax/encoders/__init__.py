@@ -8,6 +8,9 @@ one entry to `_REGISTRY`.
 
 from flax import nnx
 
+from mi_jax.encoders.context import GRUContext
+from mi_jax.encoders.context import RowCausalConvContext
+from mi_jax.encoders.conv1d import Conv1DEncoder
 from mi_jax.encoders.convnet import ConvNet
 from mi_jax.encoders.diagnostics import jacobian_log_condition_number
 from mi_jax.encoders.diagnostics import jacobian_log_condition_numbers
@@ -25,6 +28,9 @@ _REGISTRY = {
     "realnvp": RealNVP,
     "resmlp": ResMLP,
     "resnet": ResNet,
+    "conv1d": Conv1DEncoder,
+    "gru_context": GRUContext,
+    "row_causal_context": RowCausalConvContext,
 }
 
 
@@ -56,7 +62,7 @@ def make(name: str, *, rngs: nnx.Rngs, **kwargs) -> nnx.Module:
 
 
 __all__ = [
-    "BasicBlock", "ConvNet", "MLP", "RealNVP", "ResMLP", "ResNet",
+    "BasicBlock", "Conv1DEncoder", "ConvNet", "GRUContext", "MLP", "RealNVP", "ResMLP", "ResNet",
     "jacobian_log_condition_number", "jacobian_log_condition_numbers", "make",
-    "names", "register",
+    "names", "register", "RowCausalConvContext",
 ]
