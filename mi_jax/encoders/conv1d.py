@@ -58,7 +58,12 @@ class Conv1DEncoder(nnx.Module):
     self.norms = nnx.List(norms)
     self.head = nnx.Linear(channels, out_dim, rngs=rngs)
 
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, valid_B=None) -> jax.Array:
+    """`z_BxTxO` (or `z_BxO` with `pool`) of input `[B, L]` / `[B, L, C]`.
+
+    With `pool`, `valid_B` (valid input steps per row) restricts the mean to
+    the output frames t with t * downsampling < valid (padding ignored).
+    """
     if x.ndim == 2 and self.in_channels == 1:
       x = x[..., None]
     if x.ndim != 3 or x.shape[-1] != self.in_channels:
@@ -70,5 +75,12 @@ class Conv1DEncoder(nnx.Module):
       h_BxTxC = jax.nn.relu(conv(h_BxTxC))
       if norm is not None:
         h_BxTxC = norm(h_BxTxC)
-    z = self.head(h_BxTxC)
-    return jnp.mean(z, axis=1) if self.pool else z
+    z_BxTxO = self.head(h_BxTxC)
+    if not self.pool:
+      return z_BxTxO
+    if valid_B is None:
+      return jnp.mean(z_BxTxO, axis=1)
+    w_BxTx1 = (jnp.arange(z_BxTxO.shape[1])[None] * self.downsampling
+               < jnp.maximum(valid_B[:, None], 1))[..., None]
+    return (jnp.sum(jnp.where(w_BxTx1, z_BxTxO, 0.0), axis=1)
+            / jnp.sum(w_BxTx1, axis=1))

@@ -38,6 +38,7 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 from flax import nnx
+import numpy as np
 
 from mi_jax import audio, bounds, views
 
@@ -227,3 +228,126 @@ def audio_wave_mel_views(crop: int, **log_mel_kwargs) -> Callable:
                                      crop)
     return list(audio.waveform_and_log_mel(wave_BxL, **log_mel_kwargs))
   return fn
+
+
+# --------------------------------------------------------------------------
+# Plug-in for the training engine: `build(config, *, seed) -> Method`.
+
+VIEWS = ("quadrants", "lab", "wave_logmel")
+
+
+def _views_fn(config) -> Callable:
+  name = config.cmc.views
+  if name == "quadrants":
+    return image_quadrant_views
+  if name == "lab":
+    return image_lab_views
+  if name == "wave_logmel":
+    return audio_wave_mel_views(int(config.cmc.crop))
+  raise ValueError(f"unknown config.cmc.views {name!r}; known: {VIEWS}")
+
+
+def make_model(config, example_views, *, seed: int,
+               bank_size: int = 0) -> CMCModel:
+  """The `CMCModel` of a config: one encoder per view (`config.cmc.encoders`).
+
+  `config.cmc.encoders` is one `{name, kwargs}` node per view, or a single
+  node used for every view; `in_channels` is filled from each view's shape.
+  """
+  from mi_jax import encoders  # pylint: disable=g-import-not-at-top
+  from mi_jax.objectives._method import config_kwargs  # pylint: disable=g-import-not-at-top
+  c = config.cmc
+  rngs = nnx.Rngs(seed)
+  specs = c.encoders if isinstance(c.encoders, (list, tuple)) else (
+      [c.encoders] * len(example_views))
+  if len(specs) != len(example_views):
+    raise ValueError(f"config.cmc.encoders has {len(specs)} entries for "
+                     f"{len(example_views)} views ({c.views}).")
+  encs = []
+  for spec, view in zip(specs, example_views):
+    kwargs = config_kwargs(spec.get("kwargs"))
+    kwargs.setdefault("in_channels", 1 if view.ndim == 2 else
+                      int(view.shape[-1]))
+    encs.append(encoders.make(spec["name"], rngs=rngs, **kwargs))
+  return CMCModel(encs, temperature=float(c.temperature),
+                  bank_size=bank_size,
+                  num_negatives=int(c.get("num_negatives", 4096)),
+                  momentum=float(c.get("momentum", 0.5)),
+                  positive=c.get("positive", "batch"), rngs=rngs)
+
+
+def build(config, *, seed: int):
+  """CMC as an engine method: image quadrants / L-ab, or FSDD waveform vs log-mel.
+
+  Config: `dataset`, `cmc.views` ("quadrants", "lab", "wave_logmel"),
+  `cmc.encoders`, `cmc.graph` ("core" / "full"), `cmc.temperature`,
+  `cmc.memory_bank` (True: a bank with one entry per training sample and
+  `cmc.num_negatives` negatives per step, `cmc.momentum`, `cmc.positive`;
+  False: in-batch negatives over the global batch), `cmc.crop` (speech).
+  Evaluation: linear probes on the concatenated unit-norm codes of all views
+  (whole recordings for speech), beside the raw input (pixels / pooled
+  log-mel) and a randomly initialised model.
+  """
+  from mi_jax.objectives import _audio, _images  # pylint: disable=g-import-not-at-top
+  from mi_jax.objectives._method import Method  # pylint: disable=g-import-not-at-top
+  c = config.cmc
+  views_fn = _views_fn(config)
+  loss_fn = make_cmc_loss(views_fn=views_fn, graph=c.graph)
+  speech = c.views == "wave_logmel"
+  if speech:
+    train, test = _audio.fsdd_splits(config)
+    train_data = dict(train)
+  else:
+    train_data, probe_train, probe_test = _images.image_splits(config)
+    if not isinstance(train_data, dict):
+      raise ValueError("CMC needs the training images in memory (the memory "
+                       "bank is indexed by row); set config.streaming=False.")
+    train_data = dict(train_data)
+    test = dict(probe_test)
+  n = len(next(iter(train_data.values())))
+  train_data["index"] = np.arange(n, dtype=np.int32)
+  test = dict(test, index=np.arange(len(next(iter(test.values()))),
+                                    dtype=np.int32))
+  example = {k: v[:2] for k, v in train_data.items()}
+  example_views = views_fn(jax.tree.map(jnp.asarray, example),
+                           jax.random.key(0))
+  bank_size = n if c.get("memory_bank", False) else 0
+
+  def init_model(seed):
+    return make_model(config, example_views, seed=seed, bank_size=bank_size)
+
+  title = (f"CMC {config.dataset} {c.views} ({c.graph}, "
+           f"{'memory bank' if bank_size else 'in-batch'} negatives)")
+  if speech:
+    def features(model, x):
+      wave_BxL = x["audio"]
+      mel_BxTxM = audio.log_mel(wave_BxL)
+      frames_B = (x["length"] - 256) // 80 + 1
+      z_wave = _normalize(model.encoders[0](wave_BxL, x["length"]))
+      z_mel = _normalize(model.encoders[1](mel_BxTxM, frames_B))
+      return jnp.concatenate([z_wave, z_mel], axis=-1)
+
+    def format_results(results, config):
+      del config
+      return _audio.format_fsdd_results(results)
+
+    evaluations = _audio.fsdd_evaluations(features, train, test)
+  else:
+    def format_results(results, config):
+      del config
+      return (
+          "linear probe (label), concatenated view codes: "
+          f"{100 * results.get('probe/linear_acc', float('nan')):.1f}%   raw "
+          f"pixels {100 * results.get('probe/pixel_linear_acc', float('nan')):.1f}"
+          f"%   random encoders "
+          f"{100 * results.get('probe/random_linear_acc', float('nan')):.1f}%")
+
+    evaluations = [_images.probe_evaluation(
+        lambda model, x: model.features(views_fn({"image": x}, None)),
+        probe_train, probe_test,
+        raw_features=lambda x: x.reshape(x.shape[0], -1), raw_name="pixel")]
+  return Method(
+      model=init_model(seed), loss_fn=loss_fn, train_data=train_data,
+      heldout_batches=_images.split_batches(test, config.batch_size),
+      evaluations=evaluations, bound_key="mi", title=title,
+      format_results=format_results, init_model=init_model)

@@ -199,3 +199,97 @@ def cpc_loss(model: CPCModel, batch: dict, key: jax.Array, *,
 def make_cpc_loss(*, input_fn: Callable = image_input):
   """`loss_fn(model, batch, key)`: `cpc_loss` with its input function bound."""
   return functools.partial(cpc_loss, input_fn=input_fn)
+
+
+# --------------------------------------------------------------------------
+# Plug-in for the training engine: `build(config, *, seed) -> Method`.
+
+
+def make_model(config, *, seed: int) -> CPCModel:
+  """The `CPCModel` of a config (`config.cpc`: encoder, context, offsets, patches)."""
+  from mi_jax import encoders  # pylint: disable=g-import-not-at-top
+  from mi_jax.objectives._method import config_kwargs  # pylint: disable=g-import-not-at-top
+  c = config.cpc
+  rngs = nnx.Rngs(seed)
+  kind = "audio" if config.dataset == "fsdd" else "image"
+  enc_kwargs = config_kwargs(c.encoder.get("kwargs"))
+  if kind == "image":
+    enc_kwargs.setdefault("in_channels", int(c.get("in_channels", 1)))
+  encoder = encoders.make(c.encoder.name, rngs=rngs, **enc_kwargs)
+  context = encoders.make(c.context.name, in_dim=encoder.out_dim, rngs=rngs,
+                          **config_kwargs(c.context.get("kwargs")))
+  return CPCModel(encoder, context, num_offsets=int(c.num_offsets), kind=kind,
+                  patch_size=int(c.get("patch_size", 8)),
+                  patch_stride=int(c.get("patch_stride", 4)), rngs=rngs)
+
+
+def _format_offsets(results: dict) -> str:
+  accs = sorted((int(k.rsplit("k", 1)[1]), v) for k, v in results.items()
+                if k.startswith("eval/acc/k"))
+  if not accs:
+    return ""
+  return "held-out CPC accuracy per offset k: " + ", ".join(
+      f"k={k}: {100 * v:.1f}%" for k, v in accs)
+
+
+def build(config, *, seed: int):
+  """CPC as an engine method: images (`config.dataset` a TFDS name) or FSDD speech.
+
+  Config: `dataset` ("mnist", "mnist5k", ... or "fsdd"), `cpc.encoder`
+  (`name`, `kwargs`; per patch for images, frame-rate for speech),
+  `cpc.context` (`name`, `kwargs`: "row_causal_context" or "gru_context"),
+  `cpc.num_offsets` K, `cpc.patch_size` / `cpc.patch_stride` (images),
+  `cpc.crop` (speech: training window in samples). Evaluations: images, the
+  linear probe of the label on pooled context features beside raw pixels;
+  speech, the speaker and digit probes beside pooled log-mel features
+  (`mi_jax.objectives._audio`). Pooled z (encoder output) is probed too, as
+  the feature set `z`.
+  """
+  from mi_jax.objectives import _audio, _images  # pylint: disable=g-import-not-at-top
+  from mi_jax.objectives._method import Method  # pylint: disable=g-import-not-at-top
+
+  def init_model(seed):
+    return make_model(config, seed=seed)
+
+  c = config.cpc
+  title = (f"CPC {config.dataset}: {c.encoder.name} + {c.context.name}, "
+           f"K={c.num_offsets}")
+  if config.dataset == "fsdd":
+    train, test = _audio.fsdd_splits(config)
+    loss_fn = make_cpc_loss(input_fn=audio_crop_input(int(c.crop)))
+    evaluations = _audio.fsdd_evaluations(
+        lambda model, x: model.features(x["audio"], x["length"]), train,
+        test, primary="context")
+
+    def format_results(results, config):
+      del config
+      return "\n".join([_audio.format_fsdd_results(results),
+                        _format_offsets(results)])
+
+    return Method(
+        model=init_model(seed), loss_fn=loss_fn, train_data=train,
+        heldout_batches=_audio.heldout_batches(test, config.batch_size),
+        evaluations=evaluations, bound_key="mi", title=title,
+        format_results=format_results, init_model=init_model)
+
+  train_data, probe_train, probe_test = _images.image_splits(config)
+
+  def format_results(results, config):
+    del config
+    return "\n".join([
+        "linear probe (digit), pooled context: "
+        f"{100 * results.get('probe/linear_acc', float('nan')):.1f}%   raw "
+        f"pixels {100 * results.get('probe/pixel_linear_acc', float('nan')):.1f}"
+        f"%   random encoder "
+        f"{100 * results.get('probe/random_linear_acc', float('nan')):.1f}%",
+        _format_offsets(results)])
+
+  return Method(
+      model=init_model(seed), loss_fn=make_cpc_loss(), train_data=train_data,
+      heldout_batches=_images.split_batches(probe_test, config.batch_size),
+      evaluations=[_images.probe_evaluation(
+          lambda model, x: model.features(x), probe_train, probe_test,
+          raw_features=lambda x: x.reshape(x.shape[0], -1),
+          raw_name="pixel", primary="context")],
+      bound_key="mi", title=title, format_results=format_results,
+      init_model=init_model)
