@@ -25,6 +25,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.datasets_dir = config_dict.placeholder(str)
   c.probe_train_split = "train[:10000]"
   c.probe_test_split = "test"
+  c.heldout_examples = 2048   # held-out bound on the first 2,048 test images
   c.cmc = ml_collections.ConfigDict(dict(
       views="quadrants", graph="core", temperature=0.1, memory_bank=False,
       num_negatives=4096, momentum=0.5, positive="batch",

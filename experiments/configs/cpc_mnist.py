@@ -26,6 +26,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.datasets_dir = config_dict.placeholder(str)   # default ../shared/data
   c.probe_train_split = "train[:10000]"
   c.probe_test_split = "test"
+  c.heldout_examples = 2048   # held-out bound on the first 2,048 test images
   c.cpc = ml_collections.ConfigDict(dict(
       patch_size=8, patch_stride=4, num_offsets=3,
       encoder=dict(name="convnet",

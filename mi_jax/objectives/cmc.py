@@ -348,6 +348,7 @@ def build(config, *, seed: int):
         raw_features=lambda x: x.reshape(x.shape[0], -1), raw_name="pixel")]
   return Method(
       model=init_model(seed), loss_fn=loss_fn, train_data=train_data,
-      heldout_batches=_images.split_batches(test, config.batch_size),
+      heldout_batches=_images.split_batches(
+          _audio.heldout_subset(test, config), config.batch_size),
       evaluations=evaluations, bound_key="mi", title=title,
       format_results=format_results, init_model=init_model)

@@ -268,7 +268,8 @@ def build(config, *, seed: int):
 
     return Method(
         model=init_model(seed), loss_fn=loss_fn, train_data=train,
-        heldout_batches=_audio.heldout_batches(test, config.batch_size),
+        heldout_batches=_images.split_batches(
+            _audio.heldout_subset(test, config), config.batch_size),
         evaluations=evaluations, bound_key="mi", title=title,
         format_results=format_results, init_model=init_model)
 
@@ -286,7 +287,8 @@ def build(config, *, seed: int):
 
   return Method(
       model=init_model(seed), loss_fn=make_cpc_loss(), train_data=train_data,
-      heldout_batches=_images.split_batches(probe_test, config.batch_size),
+      heldout_batches=_images.split_batches(
+          _audio.heldout_subset(probe_test, config), config.batch_size),
       evaluations=[_images.probe_evaluation(
           lambda model, x: model.features(x), probe_train, probe_test,
           raw_features=lambda x: x.reshape(x.shape[0], -1),
