@@ -107,7 +107,8 @@ def test_bank_scores_equal_the_gathered_negatives():
 
 
 def test_bank_loss_and_momentum_update_match_hand_arithmetic():
-  model = _model(0, num_views=2, bank_size=40, num_negatives=6, momentum=0.5)
+  model = _model(0, num_views=2, bank_size=40, num_negatives=6, momentum=0.5,
+                 positive="batch")
   batch = _batch(num_views=2)
   bank0 = np.asarray(model.bank[...], np.float64)
   z = _np_codes(model, batch)

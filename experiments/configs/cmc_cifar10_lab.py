@@ -8,8 +8,8 @@ bank with one entry per training image, momentum 0.5, 16,384 negatives per
 sample (the reference code's `nce_k`, `nce_t`, `nce_m` defaults), batch 256,
 240 epochs. Differences: Adam instead of SGD (lr 0.03, momentum 0.9), no
 random-resized-crop / flip augmentation, the softmax (InfoNCE) form of the
-loss, and the positive is the other view's current code (`cmc.positive =
-"bank"` reads it from the bank, as the reference code does). Not run here:
+loss. As in the reference code the positive is the other view's bank entry
+(`cmc.positive = "bank"`). Not run here:
 CIFAR-10 is not in ../shared/data. The training images are held in memory
 (the bank is indexed by row).
 
@@ -34,7 +34,7 @@ def get_config() -> ml_collections.ConfigDict:
       stage_sizes=(2, 2, 2, 2), widths=(32, 64, 128, 256), out_dim=128))
   c.cmc = ml_collections.ConfigDict(dict(
       views="lab", graph="core", temperature=0.07, memory_bank=True,
-      num_negatives=16384, momentum=0.5, positive="batch",
+      num_negatives=16384, momentum=0.5, positive="bank",
       encoders=half_resnet18))
   c.batch_size = 256
   c.lr = 1e-3

@@ -5,13 +5,17 @@ different kinds): a random 2,560-sample crop (0.32 s at 8 kHz) encoded by the
 CPC strided conv encoder (64 channels, pooled), and the log-mel spectrogram
 of the same crop (32 ms Hann windows every 10 ms, 40 mel bands, computed in
 JAX) encoded by a 1-D conv over time (kernels 3, 3, 3; strides 1, 2, 2;
-pooled). Unit-norm 64-d codes, temperature 0.07, a memory bank of one entry
-per training recording (2,700), momentum 0.5, 1,024 negatives per step drawn
-without the sample's own entry. Evaluation: speaker (6-way) and digit
+pooled). Unit-norm 64-d codes, temperature 0.1, InfoNCE over the global
+batch. `--config.cmc.memory_bank=True --config.cmc.temperature=0.07` uses a
+memory bank of one entry per training recording (2,700), momentum 0.5, 1,024
+negatives per step drawn without the sample's own entry (the bank positive of
+the reference code). Evaluation: speaker (6-way) and digit
 (10-way) probes on whole recordings (both codes concatenated), beside pooled
 log-mel features and randomly initialised encoders.
 
   mi-jax train --config experiments/configs/cmc_fsdd.py --workdir /tmp/mi_jax/cmc_fsdd
+  mi-jax train --config experiments/configs/cmc_fsdd.py --workdir /tmp/mi_jax/cmc_fsdd_bank \
+      --config.cmc.memory_bank=True --config.cmc.temperature=0.07
 """
 
 import ml_collections
@@ -25,8 +29,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.datasets_dir = config_dict.placeholder(str)
   c.fsdd = ml_collections.ConfigDict(dict(max_len=8192))
   c.cmc = ml_collections.ConfigDict(dict(
-      views="wave_logmel", graph="core", temperature=0.07, crop=2560,
-      memory_bank=True, num_negatives=1024, momentum=0.5, positive="batch",
+      views="wave_logmel", graph="core", temperature=0.1, crop=2560,
+      memory_bank=False, num_negatives=1024, momentum=0.5, positive="bank",
       encoders=[
           dict(name="conv1d", kwargs=dict(channels=64, out_dim=64, pool=True)),
           dict(name="conv1d", kwargs=dict(channels=64, out_dim=64, pool=True,

@@ -28,7 +28,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.heldout_examples = 2048   # held-out bound on the first 2,048 test images
   c.cmc = ml_collections.ConfigDict(dict(
       views="quadrants", graph="core", temperature=0.1, memory_bank=False,
-      num_negatives=4096, momentum=0.5, positive="batch",
+      num_negatives=4096, momentum=0.5, positive="bank",
       encoders=dict(name="convnet",
                     kwargs=dict(channels=16, kernel_size=3, out_dim=64))))
   c.batch_size = 128

@@ -9,8 +9,8 @@ view's code of the same sample as the positive:
                        the global batch (positives on the diagonal);
   memory bank:         row i = [z_a,i . p_b,i, z_a,i . m_b[n_1] ...
                        z_a,i . m_b[n_K]] / tau, positive in column 0, where
-                       m_b is view b's bank, p_b,i = z_b,i ("batch" positive) or
-                       m_b[idx_i] ("bank", as in the reference code), and the
+                       m_b is view b's bank, p_b,i = m_b[idx_i] ("bank", as in
+                       the reference code) or z_b,i ("batch"), and the
                        K negatives n_k are drawn uniformly from the bank
                        *without the sample's own entry idx_i* (the reference
                        code can draw it).
@@ -76,13 +76,16 @@ class CMCModel(nnx.Module):
       samples (batches carry `index` in [0, N)).
     num_negatives: K negatives drawn from the bank per step (bank only).
     momentum: mu of the bank update (paper: 0.5).
-    positive: "batch" (z_b,i of this step) or "bank" (m_b[idx_i]).
+    positive: "bank" (m_b[idx_i], the reference code) or "batch" (z_b,i of
+      this step). With "batch" the positive is always a fresh code and the
+      negatives stale bank entries, which a network can tell apart without
+      learning anything about the data (measured in docs/cpc_cmc.md).
   """
 
   def __init__(self, encoders: Sequence[nnx.Module], *,
                temperature: float = 0.07, bank_size: int = 0,
                num_negatives: int = 4096, momentum: float = 0.5,
-               positive: str = "batch", rngs: nnx.Rngs):
+               positive: str = "bank", rngs: nnx.Rngs):
     dims = {int(e.out_dim) for e in encoders}
     if len(dims) != 1:
       raise ValueError(f"CMC encoders must share out_dim, got {sorted(dims)}.")
@@ -273,7 +276,7 @@ def make_model(config, example_views, *, seed: int,
                   bank_size=bank_size,
                   num_negatives=int(c.get("num_negatives", 4096)),
                   momentum=float(c.get("momentum", 0.5)),
-                  positive=c.get("positive", "batch"), rngs=rngs)
+                  positive=c.get("positive", "bank"), rngs=rngs)
 
 
 def build(config, *, seed: int):
