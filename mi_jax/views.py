@@ -5,7 +5,7 @@ jit-safe (shapes depend only on input shapes and static arguments) and checks
 ranks and sizes eagerly with a clear `ValueError`.
 
 - Halves, Tschannen et al. 2020 (MNIST: view 1 = top half = first 392 of the
-  784 row-major pixels, view 2 = bottom half = last 392).
+  784 row-major pixels, view 2 = bottom half = last 392); quadrants (4 views).
 - Random crops / patches (two independent crops per image); a CPC-style
   grid of overlapping patches.
 - Colour split: L vs ab as in CMC (Tian, Krishnan, Isola 2019), or a plain
@@ -80,6 +80,21 @@ def left_right_halves_flat(pixels_BxHxWxC: jax.Array):
   """Left and right halves, each flattened row-major to `[B, H * W/2 * C]`."""
   left, right = left_right_halves(pixels_BxHxWxC)
   return _flatten(left), _flatten(right)
+
+
+def quadrants(pixels_BxHxWxC: jax.Array):
+  """Splits images into four quadrants: top-left, top-right, bottom-left, bottom-right.
+
+  The four-view MNIST setting of CMC-style experiments (Tian, Krishnan,
+  Isola, "Contrastive Multiview Coding", 2019, use any number of views).
+
+  Returns:
+    (tl, tr, bl, br), each `[B, H/2, W/2, C]`.
+  Raises:
+    ValueError: for a rank other than 4 or an odd height or width.
+  """
+  top, bottom = top_bottom_halves(pixels_BxHxWxC)
+  return left_right_halves(top) + left_right_halves(bottom)
 
 
 def _crop_size(size, h: int, w: int) -> tuple[int, int]:

@@ -7,6 +7,7 @@ Public names:
     batches with get_state() / set_state()
   prepare_mnist5k(data_dir=None), default_data_dir()
   prepare_mnist(data_dir=None, datasets_dir=None): full MNIST from IDX files
+  load_fsdd(split, *, datasets_dir=None, max_len=8192): spoken digits, padded
   datasets_dir(override=None), require_file(relpath, override=None): the
     folder of real offline data sets (../shared/data) and clear errors
   load_planetoid, planetoid_batch, load_tu, TUDataset, Budget, budget_for,
@@ -30,3 +31,4 @@ from mi_jax.data.loader import to_model_batch
 from mi_jax.data.mnist import prepare_mnist
 from mi_jax.data.shared import datasets_dir
 from mi_jax.data.shared import require as require_file
+from mi_jax.data.fsdd import load_fsdd

@@ -8,6 +8,9 @@ one entry to `_REGISTRY`.
 
 from flax import nnx
 
+from mi_jax.encoders.context import GRUContext
+from mi_jax.encoders.context import RowCausalConvContext
+from mi_jax.encoders.conv1d import Conv1DEncoder
 from mi_jax.encoders.convnet import ConvNet
 from mi_jax.encoders.diagnostics import jacobian_log_condition_number
 from mi_jax.encoders.diagnostics import jacobian_log_condition_numbers
@@ -28,6 +31,9 @@ _REGISTRY = {
     "resnet": ResNet,
     "gcn": GCN,
     "gin": GIN,
+    "conv1d": Conv1DEncoder,
+    "gru_context": GRUContext,
+    "row_causal_context": RowCausalConvContext,
 }
 
 
@@ -59,7 +65,8 @@ def make(name: str, *, rngs: nnx.Rngs, **kwargs) -> nnx.Module:
 
 
 __all__ = [
-    "BasicBlock", "ConvNet", "GCN", "GIN", "SparseFeatures", "MLP", "RealNVP", "ResMLP", "ResNet",
+    "BasicBlock", "Conv1DEncoder", "ConvNet", "GCN", "GIN", "GRUContext", "MLP",
+    "RealNVP", "ResMLP", "ResNet", "SparseFeatures",
     "jacobian_log_condition_number", "jacobian_log_condition_numbers", "make",
-    "names", "register",
+    "names", "register", "RowCausalConvContext",
 ]
