@@ -8,6 +8,7 @@ Public names:
   pixel_baseline_accuracy(train_x, train_y, test_x, test_y, noise_std=0.05)
   noisy_half_pixels(train_x, test_x) -> that baseline's features
   python -m mi_jax.evaluation: the raw-pixel table on mnist5k
+  dim_suite: DIM's suite (reference MLP probe, I(X;Y), NDM, prior statistics)
 """
 from mi_jax.evaluation.knn import knn_accuracy
 from mi_jax.evaluation.knn import knn_predict
@@ -15,3 +16,5 @@ from mi_jax.evaluation.probe import linear_probe
 from mi_jax.evaluation.probe import mlp_probe
 from mi_jax.evaluation.probe import noisy_half_pixels
 from mi_jax.evaluation.probe import pixel_baseline_accuracy
+from mi_jax.evaluation import dim_suite
+from mi_jax.evaluation.dim_suite import reference_mlp_probe
