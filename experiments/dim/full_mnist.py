@@ -135,6 +135,9 @@ def main(argv=None):
                  help="evaluate randomly initialised encoders instead of training")
   p.add_argument("--out", default="experiments/dim/results")
   p.add_argument("--time_only", action="store_true")
+  p.add_argument("--eval_only", action="store_true",
+                 help="evaluate OUT/VARIANT.states.npz (from --train_only)")
+  p.add_argument("--estimator_steps", type=int, default=1000)
   p.add_argument("--train_only", action="store_true",
                  help="train and save OUT/VARIANT.states.npz; evaluate later")
   args = p.parse_args(argv)
@@ -143,21 +146,31 @@ def main(argv=None):
   train_set = data.load_arrays("mnist", "train")
   test_set = data.load_arrays("mnist", "test")
   images = np.asarray(train_set["image"], np.float32)
-  steps = 0 if args.random else args.steps
+  steps = 0 if args.random or args.eval_only else args.steps
   graphdef, states, curves, train_s = train(
       settings, images, seeds=seeds, steps=steps, chunk=args.chunk, lr=args.lr)
-  print(f"trained {steps} steps x {len(seeds)} seeds in {train_s:.0f} s", flush=True)
-  if args.time_only:
-    return
-  os.makedirs(args.out, exist_ok=True)
-  name = "random" if args.random else args.variant
-  leaves = jax.tree.leaves(jax.device_get((states.params, states.rest)))
-  np.savez(os.path.join(args.out, f"{name}.states.npz"), *leaves)
-  with open(os.path.join(args.out, f"{name}.train.json"), "w") as f:
-    json.dump({"variant": name, "settings": settings, "seeds": seeds,
-               "steps": steps, "lr": args.lr, "encoder": ENCODER,
-               "critic": CRITIC, "train_seconds": train_s,
-               "curves": curves}, f)
+  if args.eval_only:  # the states saved by --train_only
+    saved = np.load(os.path.join(args.out, f"{args.variant}.states.npz"))
+    treedef = jax.tree.structure((states.params, states.rest))
+    params, rest = jax.tree.unflatten(
+        treedef, [jnp.asarray(saved[f"arr_{i}"]) for i in range(len(saved.files))])
+    states = states.replace(params=params, rest=rest)
+    with open(os.path.join(args.out, f"{args.variant}.train.json")) as f:
+      trained = json.load(f)
+    steps, curves, train_s = trained["steps"], trained["curves"], trained["train_seconds"]
+  else:
+    print(f"trained {steps} steps x {len(seeds)} seeds in {train_s:.0f} s", flush=True)
+    if args.time_only:
+      return
+    os.makedirs(args.out, exist_ok=True)
+    name = "random" if args.random else args.variant
+    leaves = jax.tree.leaves(jax.device_get((states.params, states.rest)))
+    np.savez(os.path.join(args.out, f"{name}.states.npz"), *leaves)
+    with open(os.path.join(args.out, f"{name}.train.json"), "w") as f:
+      json.dump({"variant": name, "settings": settings, "seeds": seeds,
+                 "steps": steps, "lr": args.lr, "encoder": ENCODER,
+                 "critic": CRITIC, "train_seconds": train_s,
+                 "curves": curves}, f)
   if args.train_only:
     return
   from mi_jax.evaluation import dim_suite  # pylint: disable=g-import-not-at-top
@@ -171,7 +184,7 @@ def main(argv=None):
     res = dim_suite.evaluate_encoder(
         model.encoder, images[sub], train_set["label"][sub],
         test_set["image"], test_set["label"], seed=seed,
-        mlp_epochs=args.mlp_epochs)
+        mlp_epochs=args.mlp_epochs, estimator_steps=args.estimator_steps)
     results.append(res)
     print(f"seed {seed}: {json.dumps(res)}", flush=True)
   os.makedirs(args.out, exist_ok=True)
@@ -181,6 +194,7 @@ def main(argv=None):
                "steps": steps, "lr": args.lr, "encoder": ENCODER,
                "critic": CRITIC, "probe_train": args.probe_train,
                "mlp_epochs": args.mlp_epochs, "train_seconds": train_s,
+               "estimator_steps": args.estimator_steps,
                "eval_seconds": time.time() - t0, "results": results,
                "curves": curves}, f)
 

@@ -6,7 +6,7 @@
   KSGEstimator                            for benchmark harnesses
   gaussian_mi, ksg_mi                     classical baselines (CCA, KSG)
   tasks                                   synthetic tasks with known MI
-  divergence(x, y, kind=kl|js|chi2)       two-sample divergences (DV, NWJ, JSD bounds)
+  estimate_divergence(x, y, kind=kl|js|chi2) two-sample divergences (DV, NWJ, JSD bounds)
   discrete_mi, discrete_entropy           plug-in / Miller-Madow for discrete data
 """
 
@@ -20,9 +20,9 @@ from mi_jax.estimation._estimators import NeuralEstimator
 from mi_jax.estimation._neural import EstimateResult
 from mi_jax.estimation._neural import estimate
 from mi_jax.estimation._objective import make_objective
-from mi_jax.estimation import divergence as divergences
+from mi_jax.estimation import divergence
 from mi_jax.estimation.discrete import discrete_entropy
 from mi_jax.estimation.discrete import discrete_mi
 from mi_jax.estimation.divergence import DivergenceResult
-from mi_jax.estimation.divergence import divergence
+from mi_jax.estimation.divergence import estimate_divergence
 from mi_jax.estimation.divergence import gaussian_kl

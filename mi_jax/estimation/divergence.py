@@ -132,7 +132,7 @@ def _readout(graphdef, params, x_NxD, y_MxD, *, bound):
   return _bound_value(bound, scores_1xK, mask_1xK), acc
 
 
-def divergence(x_NxD, y_MxD, *, kind: str = "kl", bound: str | None = None,
+def estimate_divergence(x_NxD, y_MxD, *, kind: str = "kl", bound: str | None = None,
                hidden: Sequence[int] = (64, 64), steps: int = 1000,
                lr: float = 1e-3, heldout: float = 0.5,
                standardize: bool = True, seed: int = 0) -> DivergenceResult:

@@ -178,7 +178,7 @@ def ndm(y_NxD, *, seed=0, steps=1000) -> float:
   """
   from mi_jax.estimation import divergence  # pylint: disable=g-import-not-at-top
   y = np.asarray(y_NxD, np.float32)
-  return divergence.divergence(y, shuffle_dimensions(y, seed), kind="kl",
+  return divergence.estimate_divergence(y, shuffle_dimensions(y, seed), kind="kl",
                                bound="dv", steps=steps, seed=seed).value
 
 
@@ -190,7 +190,7 @@ def prior_statistics(y_NxD, *, seed=0, steps=1000) -> dict:
   y = np.asarray(y_NxD, np.float64)
   codes = 1.0 / (1.0 + np.exp(-y))
   prior = np.random.default_rng(seed + 1).uniform(size=codes.shape)
-  res = divergence.divergence(codes, prior, kind="js", steps=steps, seed=seed)
+  res = divergence.estimate_divergence(codes, prior, kind="js", steps=steps, seed=seed)
   return {"prior_js": res.value, "prior_heldout_acc": res.heldout_accuracy,
           "y_norm": float(np.mean(np.linalg.norm(y, axis=1))),
           "code_saturated": float(np.mean(np.abs(y) > np.log(99.0)))}
