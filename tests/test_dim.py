@@ -267,7 +267,7 @@ def test_mi_jax_train_runs_a_dim_config(tmp_path, capsys, monkeypatch):
     assert len(f_tr) == len(y_tr) and len(f_te) == len(y_te)
     mlp_calls.append((f_tr.shape[1], hidden, dropout, epochs, seed))
     return 0.5
-  monkeypatch.setattr(evaluation, "mlp_probe", fake_mlp_probe)
+  monkeypatch.setattr(evaluation.probe, "mlp_probe", fake_mlp_probe)
 
   def mi_jax(argv):
     parser = argparse.ArgumentParser(prog="mi-jax")
@@ -303,16 +303,19 @@ def test_mi_jax_train_runs_a_dim_config(tmp_path, capsys, monkeypatch):
                        (16, 16, 0.5, 1, 0)]
 
 
-def test_dim_config_needs_objective_name():
-  """A config with DIM weights under `objective` (the old layout) is refused clearly."""
+def test_dim_config_needs_dim_options():
+  """A DIM config without its `config.dim` node is refused clearly."""
   from mi_jax.training import config as config_lib
-  from mi_jax.training import experiment
+  from mi_jax.training import run as run_lib
   import ml_collections
   fields = config_lib.load_config("experiments/configs/dim_mnist5k.py").to_dict()
-  fields["objective"] = fields.pop("dim")
-  config = ml_collections.ConfigDict(fields)
+  fields["objective"] = fields.pop("dim")  # An old layout.
+  del fields["method"]
+  with pytest.raises(ValueError, match="config.method must name"):
+    run_lib.build_run(ml_collections.ConfigDict(fields))
+  fields["method"] = "dim"
   with pytest.raises(ValueError, match="config.dim"):
-    experiment.validate_config(config)
+    run_lib.build_run(ml_collections.ConfigDict(fields))
 
 
 def test_dim_local_beats_random_encoder_on_mnist5k(tmp_path):
@@ -359,14 +362,14 @@ def test_dim_local_beats_random_encoder_on_mnist5k(tmp_path):
 ])
 def test_paper_configs_build_the_paper_model(path, local):
   from mi_jax.training import config as config_lib
-  from mi_jax.training import experiment
+  from mi_jax.objectives import dim
+  from mi_jax.training import run as run_lib
   config = config_lib.load_config(path)
-  assert config.objective == "dim"
+  assert config.method == "dim"
   assert (config.dim.alpha, config.dim.beta, config.dim.gamma) == (0.0, 1.0, 0.1)
   assert config.batch_size == 64 and config.lr == 1e-4
-  experiment.validate_config(config)
-  model = nnx.eval_shape(
-      lambda: experiment.build_dim_model(config, 3, seed=0))
+  run_lib.validate_config(config)
+  model = nnx.eval_shape(lambda: dim.build_model(config, 3, seed=0))
   assert model.global_critic is None and model.prior_disc is not None
   size = config.dim.crop_size or config.encoder.kwargs.image_size
   feats = nnx.eval_shape(lambda m, x: m.encode(x), model.encoder,

@@ -132,8 +132,10 @@ def test_non_finite_stops_and_keeps_last_good(tmp_path):
 def test_bad_config_errors(tmp_path):
   with pytest.raises(ValueError, match="batch_size"):
     loop.train(_config("--config.batch_size=0"), str(tmp_path))
-  with pytest.raises(ValueError, match=r"unknown config.objective 'nope'.*multiview"):
-    loop.build_run(_config("--config.objective=nope"))
+  with pytest.raises(ValueError, match=r"unknown config.method 'nope'.*multiview"):
+    loop.build_run(_config("--config.method=nope"))
+  with pytest.raises(ValueError, match=r"method file .*nowhere.py.* not found"):
+    loop.build_run(_config("--config.method=nowhere.py"))
   with pytest.raises(ValueError, match="critic"):
     loop.build_run(_config("--config.critic.name=nope"))
   with pytest.raises(ValueError, match="divide across the 8 devices"):

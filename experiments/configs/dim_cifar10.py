@@ -5,7 +5,7 @@ local map = the 128-channel 8x8 output of the second conv; encode-and-dot local
 critic with 2048 units; DIM(L) weights alpha=0, beta=1, gamma=0.1 (uniform
 prior on [0,1]^64 via the sigmoid of Y); batch 64; Adam 1e-4. Probes: linear
 and a 200-unit one-hidden-layer MLP with dropout on conv / fc / Y. Runs under
-the generic trainer (`config.objective = "dim"`, options under `config.dim`);
+the generic trainer (`config.method = "dim"`, options under `config.dim`);
 running the same command again resumes.
 
 Needs CIFAR-10 prepared as TFDS ArrayRecord (`tfds build cifar10
@@ -32,10 +32,11 @@ def get_config(estimator: str = "infonce") -> ml_collections.ConfigDict:
   c.probe_test_split = "test"
   c.streaming = False
 
-  c.objective = "dim"  # See mi_jax.training.experiment.build_dim.
+  c.method = "dim"  # mi_jax.objectives.dim.build.
   c.dim = ml_collections.ConfigDict(dict(
       estimator=estimator, alpha=0.0, beta=1.0, gamma=0.1,
-      prior_encoder_loss="minimax", local_contrast="locations",
+      prior_encoder_loss="non_saturating", prior_gp=1.0,  # as rdevon/DIM
+      occlusion=0, local_contrast="locations",
       crop_size=config_dict.placeholder(int), flip=False))
   c.encoder = ml_collections.ConfigDict(dict(name="dim_conv", kwargs=dict(
       channels=(64, 128, 256), fc_dim=1024, code_dim=64, local_layer=1,

@@ -5,7 +5,7 @@ ReLU -> fc 256 -> Y 64) on 28x28x1 images; the local map is the 7x7x64 output
 of the second conv (M = 49 locations). DIM(L) weights as in the paper
 (alpha=0, beta=1, gamma=0.1), InfoNCE, batch 64; Adam 1e-3 (the paper's 1e-4
 is too slow for a few-minute run). Runs under the generic trainer
-(`config.objective = "dim"`, DIM's options under `config.dim`); at the end:
+(`config.method = "dim"`, DIM's options under `config.dim`); at the end:
 linear and MLP probes on the conv / fc / Y features, beside the same probes
 on a randomly initialised encoder (BatchNorm statistics calibrated on the
 training images):
@@ -30,10 +30,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.probe_test_split = "test"
   c.streaming = False  # True: read train_split by random access (large sets)
 
-  c.objective = "dim"  # See mi_jax.training.experiment.build_dim.
+  c.method = "dim"  # mi_jax.objectives.dim.build.
   c.dim = ml_collections.ConfigDict(dict(
       estimator="infonce", alpha=0.0, beta=1.0, gamma=0.1,
-      prior_encoder_loss="minimax",  # or "non_saturating"
+      prior_encoder_loss="non_saturating",  # or "minimax" (paper eq. 7)
+      prior_gp=1.0,  # D gradient penalty on prior + code batches (rdevon/DIM)
+      occlusion=0,  # >0: Y from images with one such block zeroed
       local_contrast="codes",  # InfoNCE over codes; "locations": paper
       crop_size=config_dict.placeholder(int),  # random crops (STL-10: 64)
       flip=False))

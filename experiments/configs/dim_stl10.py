@@ -6,7 +6,7 @@ Unsupervised training on the 100k `unlabelled` split, read with random access
 stride 2, BN, ReLU -> fc 1024 -> Y 64), local map = the 256-channel 8x8 map;
 DIM(L) alpha=0, beta=1, gamma=0.1; batch 64; Adam 1e-4. Probes on the labelled
 `train` (5k) / `test` (8k) splits, centre-cropped to 64x64. Everything else is
-`dim_cifar10.py`. Runs under the generic trainer (`config.objective = "dim"`,
+`dim_cifar10.py`. Runs under the generic trainer (`config.method = "dim"`,
 options under `config.dim`); running the same command again resumes.
 
 The paper's 64x64 encoder is described for Tiny ImageNet / STL-10; this 4-conv

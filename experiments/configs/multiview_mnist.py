@@ -31,7 +31,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.noise_std = 0.0  # Gaussian noise added to each view (0: none).
 
   # Model: g1, g2 and the critic f(g1(x1), g2(x2)).
-  c.objective = "multiview"  # See mi_jax.training.experiment.register_objective.
+  c.method = "multiview"  # mi_jax.objectives.multiview.build (see docs/architecture.md).
   c.encoder = ml_collections.ConfigDict()
   c.encoder.name = "mlp"
   c.encoder.kwargs = ml_collections.ConfigDict(

@@ -95,7 +95,7 @@ def train(settings, images_NxHxWxC, *, seeds, steps, chunk, lr):
       lambda st, b, k: step_s(st, b, jax.random.split(k, len(seeds))), chunk),
                   donate_argnums=0)
   batch_size = settings.get("batch_size", 64)
-  n, num = len(images_NxHxWxC), steps * batch_size
+  n, num = len(images_NxHxWxC), max(steps, chunk) * batch_size
   idx_SxN = []
   for s in seeds:  # each seed its own stream of epoch permutations
     rng = np.random.default_rng(s)

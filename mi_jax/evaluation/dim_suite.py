@@ -227,3 +227,50 @@ def evaluate_encoder(encoder, train_images, train_labels, test_images,
   out["ndm"] = ndm(f_te["y"], seed=seed, steps=estimator_steps)
   out.update(prior_statistics(f_te["y"], seed=seed, steps=estimator_steps))
   return out
+
+
+def suite_protocol(feats, labels, *, options, seed, full) -> dict:
+  """Protocol "dim_suite": I(X; Y), NDM and the prior statistics.
+
+  `feats["test"]` rows are [flattened input | Y] with Y the last
+  `options["code_dim"]` columns (the DIM plug-in's suite features); labels
+  are unused. Only in the final evaluation (`full`); option
+  `estimator_steps` (default 1000) sets the critics' training steps (I(X;Y)
+  gets twice as many).
+  """
+  del labels
+  if not full:
+    return {}
+  d = int(options["code_dim"])
+  x_NxD, y_NxD = feats["test"][:, :-d], feats["test"][:, -d:]
+  steps = int(options.get("estimator_steps", 1000))
+  out = {"mi_xy": input_code_mi(x_NxD, y_NxD, seed=seed, steps=2 * steps),
+         "ndm": ndm(y_NxD, seed=seed, steps=steps)}
+  out.update(prior_statistics(y_NxD, seed=seed, steps=steps))
+  return out
+
+
+def reference_mlp_protocol(feats, labels, *, options, seed, full) -> dict:
+  """Protocol "reference_mlp": `reference_mlp_probe` trained on "train",
+  scored on "test" (final evaluation only). Options: `epochs` (150),
+  `milestones` (epochs 1/3 and 2/3 of the way), `lr` (1e-4), `hidden`
+  (200), `dropout` (0.1), `batch_size` (64)."""
+  if not full:
+    return {}
+  epochs = int(options.get("epochs", 150))
+  third = max(1, epochs // 3)
+  return {"mlp_acc": reference_mlp_probe(
+      feats["train"], labels["train"], feats["test"], labels["test"],
+      hidden=options.get("hidden", 200), dropout=options.get("dropout", 0.1),
+      lr=options.get("lr", 1e-4), epochs=epochs,
+      milestones=tuple(options.get("milestones", (third, 2 * third))),
+      batch_size=options.get("batch_size", 64), seed=seed)}
+
+
+def _register():
+  from mi_jax.evaluation import protocols  # pylint: disable=g-import-not-at-top
+  protocols.register("dim_suite", suite_protocol)
+  protocols.register("reference_mlp", reference_mlp_protocol)
+
+
+_register()

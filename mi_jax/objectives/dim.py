@@ -40,6 +40,7 @@ from typing import Callable, Optional, Union
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 _ESTIMATOR_ALIASES = {"nce": "infonce", "infonce": "infonce", "jsd": "jsd",
@@ -526,3 +527,133 @@ def make_dim_loss(*, estimator: Union[str, Callable] = "jsd",
       beta=beta, gamma=gamma, crop_size=crop_size, flip=flip,
       prior_encoder_loss=prior_encoder_loss, prior_gp=prior_gp,
       occlusion=occlusion, local_contrast=local_contrast)
+
+
+# --------------------------------------------------------------------------
+# Plug-in glue: `build(config, *, seed) -> Method` for `config.method = "dim"`
+# (experiments/configs/dim_*.py). Options under `config.dim`, critic sizes
+# under `config.critic`.
+
+
+def build_model(config, in_channels: int, *, seed: int) -> DIMModel:
+  """The `DIMModel` of a DIM config: encoder + the critics whose weights are non-zero."""
+  from mi_jax import encoders  # pylint: disable=g-import-not-at-top
+  from mi_jax.objectives._method import config_kwargs  # pylint: disable=g-import-not-at-top
+  rngs = nnx.Rngs(seed)
+  enc_kwargs = config_kwargs(config.encoder.get("kwargs"))
+  enc_kwargs.setdefault("in_channels", in_channels)
+  encoder = encoders.make(config.encoder.name, rngs=rngs, **enc_kwargs)
+  size = config.dim.get("crop_size") or enc_kwargs.get("image_size", 32)
+  local_shape = nnx.eval_shape(
+      lambda m, x: m.encode(x)["local"], encoder,
+      jax.ShapeDtypeStruct((1, size, size, enc_kwargs["in_channels"]),
+                           jnp.float32)).shape[1:]
+  d, cr = config.dim, config.critic
+  return make_dim_model(
+      encoder, rngs=rngs, local_shape=tuple(local_shape),
+      alpha=d.alpha, beta=d.beta, gamma=d.gamma,
+      local_embed_dim=cr.local_embed_dim,
+      local_hidden_dim=cr.get("local_hidden_dim"),
+      local_score_scale=cr.get("local_score_scale", 1.0),
+      local_critic=cr.get("local_critic", "reference"),
+      global_conv_channels=tuple(cr.global_conv_channels),
+      global_hidden_dims=tuple(cr.global_hidden_dims),
+      prior_hidden_dims=tuple(cr.prior_hidden_dims))
+
+
+def _format_results(results: dict, config) -> str:
+  """Held-out bound, then one row per probe and feature set: learned vs random-init."""
+  lines = [
+      f"held-out {config.dim.estimator} bound (test split, batch "
+      f"{config.batch_size}): {results.get('eval/bound', float('nan')):.3f} nats",
+      f"linear probe, learned features : {100 * results['probe/linear_acc']:.1f}%",
+      f"linear probe, raw view pixels  : {100 * results['probe/pixel_linear_acc']:.1f}%",
+      f"{config.probe.get('knn_k', 5)}-NN, learned features        : "
+      f"{100 * results['probe/knn_acc']:.1f}%",
+      "probe   features  learned  random-init"]
+  for key in results:
+    parts = key.split("/")
+    if len(parts) != 3 or parts[0] != "probe" or parts[1].startswith(
+        ("random_", "pixel_")):
+      continue
+    rnd = results.get(f"probe/random_{parts[1]}/{parts[2]}")
+    rnd_s = f"{100 * rnd:5.1f}%" if rnd is not None else "    -"
+    lines.append(f"{parts[1][:-4]:7s} {parts[2]:9s} {100 * results[key]:5.1f}%   "
+                 f"{rnd_s}")
+  return "\n".join(lines)
+
+
+def build(config, *, seed: int):
+  """Deep InfoMax (Hjelm et al. 2019) as a `Method`.
+
+  `config.dim`: `estimator` (jsd / infonce / dv), weights `alpha` (global),
+  `beta` (local), `gamma` (prior), `prior_encoder_loss` ("non_saturating",
+  default, or "minimax"), `prior_gp` (discriminator gradient penalty, 1.0),
+  `occlusion` (block side, 0 = off), `local_contrast`, `crop_size` (random
+  crops in training, centre crops for the probes), `flip`; `config.critic`
+  holds the critic / discriminator sizes and `local_critic` ("reference" or
+  "plain"). Features: the encoder's `conv`, `fc` and `y` (Y is the primary
+  one); raw baseline: the (centre-cropped) image pixels. Optional
+  evaluations: with a `config.mlp_ref` node, DIM's reference MLP probe
+  (`mlp_ref/mlp_acc/{conv,fc,y}`); with a `config.suite` node, I(X; Y), NDM
+  and the prior statistics (`suite/...`), see `mi_jax.evaluation.dim_suite`.
+  """
+  from mi_jax.objectives import _images  # pylint: disable=g-import-not-at-top
+  from mi_jax.objectives._method import Evaluation, Method  # pylint: disable=g-import-not-at-top
+  d = config.get("dim")
+  if not hasattr(d, "estimator"):
+    raise ValueError("DIM's options live under config.dim (estimator, alpha, "
+                     "beta, gamma, ...), see experiments/configs/dim_mnist5k.py")
+  crop = d.get("crop_size")
+  train_data, probe_train, probe_test = _images.image_splits(config)
+  in_channels = int(probe_train["image"].shape[-1])
+
+  def init_model(seed):
+    # Built under jit: one compiled initialiser instead of one per eager op.
+    return nnx.jit(lambda: build_model(config, in_channels, seed=seed))()
+
+  loss_fn = make_dim_loss(
+      estimator=d.estimator, alpha=d.alpha, beta=d.beta, gamma=d.gamma,
+      crop_size=crop, flip=d.get("flip", False),
+      prior_encoder_loss=d.get("prior_encoder_loss", "non_saturating"),
+      prior_gp=d.get("prior_gp", 1.0), occlusion=d.get("occlusion", 0),
+      local_contrast=d.get("local_contrast", "locations"))
+
+  def features(model, images):
+    feats = model.encoder.encode(center_crop(images, crop))
+    return {k: feats[k].reshape(images.shape[0], -1) for k in ("conv", "fc", "y")}
+
+  def pixels(images):
+    return center_crop(images, crop)
+
+  def input_and_code(model, images):  # the suite's [X | Y] rows
+    x = center_crop(images, crop)
+    return jnp.concatenate([x.reshape(x.shape[0], -1),
+                            model.encoder.encode(x)["y"]], axis=-1)
+
+  labelled = dict(
+      inputs={"train": probe_train["image"], "test": probe_test["image"]},
+      labels={"train": np.asarray(probe_train["label"]),
+              "test": np.asarray(probe_test["label"])})
+  evaluations = [_images.probe_evaluation(
+      features, probe_train, probe_test, raw_features=pixels,
+      raw_name="pixel", primary="y")]
+  if "mlp_ref" in config:  # DIM's reference MLP probe on conv / fc / y
+    evaluations.append(Evaluation(
+        **labelled, features=features, protocol="reference_mlp",
+        name="mlp_ref", primary="y"))
+  if "suite" in config:  # I(X; Y), NDM, prior statistics on the test split
+    evaluations.append(Evaluation(
+        inputs={"test": probe_test["image"]},
+        labels={"test": np.asarray(probe_test["label"])},
+        features=input_and_code, protocol="dim_suite", name="suite",
+        options={"code_dim": int(config.encoder.kwargs.code_dim)}))
+
+  return Method(
+      model=init_model(seed), loss_fn=loss_fn, train_data=train_data,
+      heldout_batches=_images.split_batches(probe_test, config.batch_size),
+      evaluations=evaluations,
+      bound_key="mi_local" if d.beta else "mi_global",
+      title=(f"{config.dataset}: DIM {d.estimator} alpha={d.alpha} "
+             f"beta={d.beta} gamma={d.gamma}, {config.encoder.name}"),
+      format_results=_format_results, init_model=init_model)

@@ -118,3 +118,121 @@ def make_multiview_loss(
   return functools.partial(
       multiview_loss, views=views, bound=_resolve_bound(bound),
       bound_kwargs=bound_kwargs, noise_std=noise_std, target=target)
+
+
+# --------------------------------------------------------------------------
+# Plug-in glue: `build(config, *, seed) -> Method` for `config.method =
+# "multiview"` (experiments/configs/multiview_mnist.py).
+
+
+def _make_encoder(name: str, kwargs: dict, view_BxHxWxC, rngs: nnx.Rngs):
+  """`encoders.make(name, ...)`, filling input sizes the config leaves out.
+
+  From the view's shape: `in_dim` / `dim` (flattened size, MLP-like encoders)
+  and `in_channels` (last axis, conv encoders), when the encoder takes them.
+  """
+  import inspect  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from mi_jax import encoders  # pylint: disable=g-import-not-at-top
+  kwargs = dict(kwargs)
+  cls = getattr(encoders, "_REGISTRY", {}).get(name)
+  if cls is not None:
+    params = inspect.signature(cls.__init__).parameters
+    sizes = {"in_dim": int(np.prod(view_BxHxWxC.shape[1:])),
+             "dim": int(np.prod(view_BxHxWxC.shape[1:])),
+             "in_channels": int(view_BxHxWxC.shape[-1])}
+    for arg, size in sizes.items():
+      if arg in params and arg not in kwargs:
+        kwargs[arg] = size
+  return encoders.make(name, rngs=rngs, **kwargs)
+
+
+def _out_dim(encoder, view):
+  out_dim = getattr(encoder, "out_dim", None)
+  if isinstance(out_dim, int):
+    return out_dim
+  encoder.eval()
+  z = encoder(jnp.asarray(view[:2]))
+  encoder.train()
+  return int(jnp.size(z[0]))
+
+
+def build_model(config, images_BxHxWxC, views_fn, *, seed: int) -> MultiviewModel:
+  """The `MultiviewModel` (g1, g2 or shared g1, critic) of a multiview config."""
+  from mi_jax import critics  # pylint: disable=g-import-not-at-top
+  from mi_jax.objectives._method import config_kwargs  # pylint: disable=g-import-not-at-top
+  rngs = nnx.Rngs(seed)
+  v1, v2 = views_fn(jnp.asarray(images_BxHxWxC[:2]), jax.random.key(0))  # Shapes.
+  enc_kwargs = config_kwargs(config.encoder.get("kwargs"))
+  g1 = _make_encoder(config.encoder.name, enc_kwargs, v1, rngs)
+  if config.shared_encoder:
+    if v1.shape[1:] != v2.shape[1:]:
+      raise ValueError(
+          f"config.shared_encoder=True needs views of one shape, got "
+          f"{tuple(v1.shape[1:])} and {tuple(v2.shape[1:])}")
+    g2 = None
+  else:
+    g2 = _make_encoder(config.encoder.name, enc_kwargs, v2, rngs)
+  dim1 = _out_dim(g1, v1)
+  dim2 = dim1 if g2 is None else _out_dim(g2, v2)
+  critic = critics.make(config.critic.name, dim1, dim2, rngs=rngs,
+                        **config_kwargs(config.critic.get("kwargs")))
+  return MultiviewModel(g1, g2, critic)
+
+
+def build(config, *, seed: int):
+  """Tschannen et al. 2020's multiview objective as a `Method`: `I(g1(x1); g2(x2))`, any bound and critic.
+
+  Config: `dataset` (+ the splits of `mi_jax.objectives.image_splits`),
+  `views` (a `mi_jax.views.make_views` name), `noise_std`, `encoder`
+  (`name`, `kwargs`), `shared_encoder`, `critic` and `bound` (`name`,
+  `kwargs`), `batch_size`. Evaluation: the probe on the first view's
+  representation `g1(view1(x))`, beside the same probe on that view's raw
+  pixels.
+  """
+  from mi_jax import views as views_lib  # pylint: disable=g-import-not-at-top
+  from mi_jax.objectives import _images  # pylint: disable=g-import-not-at-top
+  from mi_jax.objectives._method import Method, config_kwargs  # pylint: disable=g-import-not-at-top
+  if config.get("noise_std", 0.0) < 0:
+    raise ValueError(f"config.noise_std must be >= 0, got {config.noise_std!r}")
+  train_data, probe_train, probe_test = _images.image_splits(config)
+  views_fn = views_lib.make_views(config.views)
+  images = jnp.asarray(probe_train["image"][:2])
+
+  def init_model(seed):
+    # Built under jit: one compiled initialiser instead of one per eager op.
+    return nnx.jit(lambda x: build_model(config, x, views_fn, seed=seed))(images)
+
+  loss_fn = make_multiview_loss(
+      views=views_fn, bound=config.bound.name,
+      bound_kwargs=config_kwargs(config.bound.get("kwargs")) or None,
+      noise_std=float(config.noise_std))
+
+  def features(model, images):
+    v1, _ = views_fn(images, jax.random.key(0))
+    z = model.encode1(v1)
+    return z.reshape(z.shape[0], -1)
+
+  def pixels(images):
+    return views_fn(images, jax.random.key(0))[0]
+
+  def format_results(results, config):
+    lines = [
+        f"held-out {config.bound.name} bound (test split, batch "
+        f"{config.batch_size}): {results.get('eval/bound', float('nan')):.3f} nats",
+        f"linear probe, learned features : {100 * results['probe/linear_acc']:.1f}%",
+        f"linear probe, raw view pixels  : {100 * results['probe/pixel_linear_acc']:.1f}%",
+        f"{config.probe.get('knn_k', 5)}-NN, learned features        : "
+        f"{100 * results['probe/knn_acc']:.1f}%"]
+    return "\n".join(lines)
+
+  return Method(
+      model=init_model(seed), loss_fn=loss_fn, train_data=train_data,
+      heldout_batches=_images.split_batches(probe_test, config.batch_size),
+      evaluations=[_images.probe_evaluation(
+          features, probe_train, probe_test, raw_features=pixels,
+          raw_name="pixel")],
+      bound_key="mi",
+      title=(f"{config.dataset} {config.get('views', '')}: {config.encoder.name}"
+             f" / {config.critic.get('name', '')} / {config.bound.name}"),
+      format_results=format_results, init_model=init_model)

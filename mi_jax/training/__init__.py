@@ -1,12 +1,15 @@
-"""Training: TrainState, the pure train step, vmap over seeds, mesh sharding.
+"""Training: TrainState, the pure train step, vmap over seeds, mesh sharding, the engine.
 
-The loop, checkpoints, metrics and CLI live in sibling modules
-(`loop`, `checkpoint`, `metrics`, `cli`); sharding helpers in `sharding`,
-multi-host start-up in `distributed`.
+The engine runs any method (`mi_jax.objectives.Method`, named by
+`config.method`): `run` builds it and compiles the steps, `evaluate` holds the
+held-out bound and the method's evaluations, `loop` trains / resumes /
+evaluates a workdir; checkpoints, metrics and the CLI live in sibling
+modules, sharding helpers in `sharding`, multi-host start-up in `distributed`.
 """
 
+from mi_jax.training.evaluate import apply_in_chunks
 from mi_jax.training.state import (
     TrainState, init_train_state, init_train_states, merge_model, split_model,
-    stack_states, unstack_state)
+    unstack_state)
 from mi_jax.training.step import (
     make_eval_step, make_multi_step, make_train_step, vmap_over_seeds)

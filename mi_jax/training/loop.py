@@ -1,16 +1,15 @@
 """The generic trainer: `train(config, workdir)` and `evaluate(workdir)`.
 
-`train` builds the run from a config (`experiment.build_run`: data, model,
-loss, a jitted train step sharded over a mesh of all devices when there is
-more than one), restores the latest checkpoint of `workdir` if any (train
-state + data-iterator position), and loops: progress bar, metrics every `log_every` steps, the bound on the
-held-out test split every `eval_every`, the linear-probe accuracy every
+`train` builds the run (`run.build_run`: the method named by `config.method`
+plus the compiled steps), restores the latest checkpoint of `workdir` if any
+(train state + data-iterator position), and loops: step; at boundaries the
+train metrics every `log_every` steps, the held-out bound every
+`eval_every`, the quick part of the method's evaluations every
 `probe_every`, a checkpoint every `checkpoint_every`. SIGTERM / SIGINT save a
 checkpoint and return; a non-finite loss stops with a clear message and keeps
-the last good checkpoint. At the end: final evaluation (linear probe of the
-learned features beside the raw-pixel baseline, kNN, held-out bound; MLP
-probe and random-model baseline when the config asks for them),
-`summary.json` and `curves.png`.
+the last good checkpoint. At the end: the final evaluation
+(`evaluate.final_evaluation`), `summary.json`, `curves.png` and the method's
+results table.
 
 The step key of step t (1-based) is `fold_in(key(seed), t)`, so a resumed run
 replays exactly the steps an uninterrupted one would (bitwise on CPU).
@@ -28,10 +27,9 @@ import numpy as np
 from mi_jax.training import checkpoint as checkpoint_lib
 from mi_jax.training import config as config_lib
 from mi_jax.training import metrics as metrics_lib
-from mi_jax.training.experiment import (  # pylint: disable=unused-import
-    Objective, Run, build_run, final_evaluation, format_results, global_batch,
-    heldout_bound, make_iterator, probe, random_state, register_objective,
-    run_title)
+from mi_jax.training.evaluate import (
+    final_evaluation, format_results, heldout_bound, run_evaluations)
+from mi_jax.training.run import Run, build_run, global_batch, make_iterator
 
 SUMMARY_FILENAME = "summary.json"
 
@@ -131,33 +129,148 @@ def _warn_config_changes(config, workdir: str) -> None:
          f"{', '.join(f'{k} ({old.get(k)!r} -> {new.get(k)!r})' for k in changed)}")
 
 
+def _with_absolute_method_path(config):
+  """A method given as a relative `.py` path is stored absolute (eval from anywhere)."""
+  name = config.get("method")
+  if isinstance(name, str) and name.endswith(".py") and not os.path.isabs(name):
+    config = config.copy_and_resolve_references()
+    with config.unlocked():
+      config.method = os.path.abspath(name)
+  return config
+
+
+def _restore(ckpt, run: Run, iterator):
+  """(state, step) of the latest checkpoint (the iterator moved there), or the initial ones."""
+  start, restored, it_state = ckpt.restore_latest(
+      checkpoint_lib.abstract_like(run.state))
+  if start is None:
+    return run.state, 0
+  iterator.set_state(it_state)
+  _log(f"resumed from {ckpt.directory} at step {start}")
+  return restored, start
+
+
+def _due(config, step: int, *, stopping: bool) -> set:
+  """What happens after `step`: a subset of {log, eval, probe, save}."""
+  last = step == config.steps
+  due = set()
+  if step % config.log_every == 0 or last:
+    due.add("log")
+  if step % config.eval_every == 0 or last:
+    due.add("eval")
+  if step % config.probe_every == 0:
+    due.add("probe")
+  if step % config.checkpoint_every == 0 or last or stopping:
+    due.add("save")
+  return due
+
+
+class _FiniteGuard:
+  """Collects the steps' device-side `finite` flags; reads them at boundaries only."""
+
+  def __init__(self, config, last_good: int | None):
+    self.config, self.last_good, self._flags = config, last_good, []
+
+  def add(self, step: int, finite) -> None:
+    self._flags.append((step, finite))
+
+  def check(self) -> None:
+    flags = jax.device_get([f for _, f in self._flags])
+    bad = [t for (t, _), ok in zip(self._flags, flags) if not ok]
+    self._flags.clear()
+    if bad:
+      raise NonFiniteLossError(
+          _non_finite_message(bad[0], self.config, self.last_good))
+
+
+class _Progress:
+  """Progress bar, log lines and the training rate (evaluation time excluded)."""
+
+  def __init__(self, config, bound_key: str, start: int, *, enabled: bool):
+    self.bar = None
+    if config.progress_bar and enabled and start < config.steps:
+      from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+      self.bar = tqdm(total=config.steps, initial=start, unit="step",
+                      dynamic_ncols=True, smoothing=0.1)
+    self.shown = {f"train/{bound_key}": "train", f"eval/{bound_key}": "heldout",
+                  "probe/linear_acc": "probe"}
+    self.rate_step, self.rate_t, self._paused_at = start, time.time(), None
+
+  def tick(self) -> None:
+    if self.bar is not None:
+      self.bar.update(1)
+
+  def pause(self) -> None:
+    self._paused_at = time.time()
+
+  def resume(self) -> None:
+    self.rate_t += time.time() - self._paused_at
+
+  def train_row(self, step: int, metrics: dict) -> dict:
+    """The step's scalar train metrics and the steps/s since the last row."""
+    row = metrics_lib.to_scalars(metrics, "train/")
+    row.pop("train/finite", None)
+    row["train/steps_per_s"] = (step - self.rate_step) / max(
+        self._paused_at - self.rate_t, 1e-9)
+    self.rate_step, self.rate_t = step, self._paused_at
+    return row
+
+  def write(self, writer, step: int, row: dict) -> None:
+    if not row:
+      return
+    writer.write(step, row)
+    if self.bar is not None:
+      self.bar.set_postfix({self.shown[k]: f"{v:.3f}" for k, v in row.items()
+                            if k in self.shown})
+    shown = "  ".join(f"{k}={v:.4g}" for k, v in sorted(row.items())
+                      if k != "train/steps_per_s")
+    _log(f"step {step}: {shown}")
+
+  def close(self) -> None:
+    if self.bar is not None:
+      self.bar.close()
+
+
+def _write_outputs(workdir: str, run: Run, summary: dict, results: dict) -> None:
+  """curves.png, summary.json and the closing table (process 0)."""
+  rows = metrics_lib.read_jsonl(os.path.join(workdir, metrics_lib.METRICS_FILENAME))
+  metrics_lib.plot_curves(
+      rows, os.path.join(workdir, metrics_lib.CURVES_FILENAME),
+      title=run.method.title)
+  with open(os.path.join(workdir, SUMMARY_FILENAME), "w") as f:
+    json.dump(summary, f, indent=2)
+  _log(format_results(run, results))
+
+
 def train(config: ml_collections.ConfigDict, workdir: str, *,
           stop_after_step: int | None = None,
           final_eval: bool = True) -> dict:
   """Trains (or resumes) the run of `config` in `workdir`; returns a summary dict.
 
   Args:
-    config: a ConfigDict like `experiments/configs/multiview_mnist.py`.
+    config: a ConfigDict like `experiments/configs/multiview_mnist.py`;
+      `config.method` names the method module (`mi_jax.training.run`).
     workdir: the run's folder; holds `config.json`, `checkpoints/`,
       `metrics.jsonl`, `tensorboard/`, `summary.json`, `curves.png`. If it
       holds checkpoints, training resumes from the latest one.
     stop_after_step: stop (with a checkpoint, as on SIGTERM) once this step is
       reached; for tests of resumption.
-    final_eval: run the final evaluation (probes, kNN, held-out bound), write
-      `summary.json` and `curves.png` when the run completes.
+    final_eval: run the final evaluation (held-out bound, the method's
+      evaluations and baselines), write `summary.json` and `curves.png` when
+      the run completes.
 
   Returns:
-    `{"step", "interrupted", "wall_s", "steps_per_s", "params_hash", ...final
-    evaluation metrics when the run completed}`.
+    `{"step", "interrupted", "wall_s", "steps_per_s", "workdir", "state",
+    ...final evaluation metrics when the run completed}`.
 
   Raises:
     NonFiniteLossError: the loss became NaN/inf (message names the step).
     ValueError: bad config values, batch not divisible across devices,
-      unknown encoder/critic/bound/view names (from the registries).
+      unknown method / encoder / critic / bound / view names.
     FileNotFoundError: the data set is not prepared (from the data layer).
   """
-  workdir = os.path.abspath(workdir)
-  is_main = jax.process_index() == 0
+  workdir, is_main = os.path.abspath(workdir), jax.process_index() == 0
+  config = _with_absolute_method_path(config)
   run = build_run(config)  # Bad configs fail here, before touching workdir.
   if is_main:
     _warn_config_changes(config, workdir)
@@ -166,98 +279,47 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   ckpt = checkpoint_lib.Checkpointer(
       os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints,
       async_save=False)
-  start, restored, it_state = ckpt.restore_latest(
-      checkpoint_lib.abstract_like(run.state))
-  state = run.state
-  if start is not None:
-    state = restored
-    iterator.set_state(it_state)
-    _log(f"resumed from {ckpt.directory} at step {start}")
-  start = start or 0
-  last_good = start if start > 0 else None
-
-  writer = metrics_lib.MetricsWriter(
-      workdir, resume_step=start, enabled=is_main)
+  state, start = _restore(ckpt, run, iterator)
+  writer = metrics_lib.MetricsWriter(workdir, resume_step=start, enabled=is_main)
+  progress = _Progress(config, run.method.bound_key, start, enabled=is_main)
+  guard = _FiniteGuard(config, last_good=start or None)
   base_key = jax.random.key(config.seed)
-  bar = None
-  if config.progress_bar and is_main and start < config.steps:
-    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-    bar = tqdm(total=config.steps, initial=start, unit="step",
-               dynamic_ncols=True, smoothing=0.1)
-
-  def save(step):
-    ckpt.save(step, state, iterator.get_state())
-    _log(f"step {step}: saved checkpoint")
-
-  interrupted = None
-  step = start
-  t0 = time.time()
-  finite_since_check = []  # (step, device bool) per step, read at boundaries.
-  rate_step, rate_t = start, t0
+  step, interrupted, t0 = start, None, time.time()
   try:
     with _StopSignal() as stop:
-      while step < config.steps:
+      while step < config.steps and interrupted is None:
         step += 1
-        batch = global_batch(run, next(iterator))
-        state, m = run.train_step(state, batch, base_key)
-        finite_since_check.append((step, m["finite"]))
-        if bar is not None:
-          bar.update(1)
-        stop_now = stop.poll(step, config.log_every)
-        boundary = (step % config.log_every == 0 or step % config.eval_every == 0
-                    or step % config.probe_every == 0
-                    or step % config.checkpoint_every == 0
-                    or step == config.steps or stop_now
-                    or step == stop_after_step)
-        if not boundary:
-          continue
-        flags = jax.device_get([f for _, f in finite_since_check])
-        bad = [t for (t, _), ok in zip(finite_since_check, flags) if not ok]
-        finite_since_check.clear()
-        if bad:
-          raise NonFiniteLossError(_non_finite_message(bad[0], config, last_good))
-        t_boundary = time.time()  # Steps so far are done (synced above).
-        row = {}
-        if step % config.log_every == 0 or step == config.steps:
-          row.update(metrics_lib.to_scalars(m, "train/"))
-          # Training throughput since the last log row, evaluation excluded.
-          row["train/steps_per_s"] = (step - rate_step) / max(
-              t_boundary - rate_t, 1e-9)
-          rate_step, rate_t = step, t_boundary
-        if step % config.eval_every == 0 or step == config.steps:
-          row.update({f"eval/{k}": v for k, v in heldout_bound(run, state).items()})
-        if step % config.probe_every == 0:
-          row.update({f"probe/{k}": v for k, v in probe(run, state).items()})
-        if row:
-          row.pop("train/finite", None)
-          writer.write(step, row)
-          if bar is not None:
-            shown_keys = {f"train/{run.bound_key}": "train",
-                          f"eval/{run.bound_key}": "heldout",
-                          "probe/linear_acc": "probe"}
-            bar.set_postfix({shown_keys[k]: f"{v:.3f}" for k, v in row.items()
-                             if k in shown_keys})
-          shown = "  ".join(f"{k}={v:.4g}" for k, v in sorted(row.items())
-                            if k != "train/steps_per_s")
-          _log(f"step {step}: {shown}")
-        if (step % config.checkpoint_every == 0 or step == config.steps
-            or stop_now or step == stop_after_step):
-          save(step)
-          last_good = step
-        rate_t += time.time() - t_boundary  # Evaluation time is not training.
-        if stop_now:
+        state, m = run.train_step(state, global_batch(run, next(iterator)),
+                                  base_key)
+        guard.add(step, m["finite"])
+        progress.tick()
+        if stop.poll(step, config.log_every):
           interrupted = stop.received
-          _log(f"received {interrupted}: saved checkpoint at step {step}; run "
-               "the same command again to resume")
-          break
-        if step == stop_after_step:
+        elif step == stop_after_step:
           interrupted = "stop_after_step"
-          break
+        due = _due(config, step, stopping=interrupted is not None)
+        if not due:
+          continue
+        guard.check()  # Raises NonFiniteLossError; syncs with the device.
+        progress.pause()
+        row = progress.train_row(step, m) if "log" in due else {}
+        if "eval" in due:
+          row.update({f"eval/{k}": v for k, v in heldout_bound(run, state).items()})
+        if "probe" in due:
+          row.update(run_evaluations(run, state, full=False))
+        progress.write(writer, step, row)
+        if "save" in due:
+          ckpt.save(step, state, iterator.get_state())
+          guard.last_good = step
+          _log(f"step {step}: saved checkpoint")
+        progress.resume()  # Evaluation time is not training time.
   finally:
-    if bar is not None:
-      bar.close()
+    progress.close()
     ckpt.close()
     writer.close()
+  if interrupted not in (None, "stop_after_step"):
+    _log(f"received {interrupted}: saved checkpoint at step {step}; run "
+         "the same command again to resume")
 
   wall_s = time.time() - t0
   summary = {"step": step, "interrupted": interrupted, "wall_s": wall_s,
@@ -267,13 +329,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
     results = final_evaluation(run, state)
     summary.update(results)
     if is_main:
-      rows = metrics_lib.read_jsonl(os.path.join(workdir, metrics_lib.METRICS_FILENAME))
-      metrics_lib.plot_curves(
-          rows, os.path.join(workdir, metrics_lib.CURVES_FILENAME),
-          title=run_title(config))
-      with open(os.path.join(workdir, SUMMARY_FILENAME), "w") as f:
-        json.dump(summary, f, indent=2)
-      _log(format_results(results, config))
+      _write_outputs(workdir, run, summary, results)
   summary["state"] = state
   return summary
 
@@ -300,5 +356,5 @@ def evaluate(workdir: str) -> dict:
   results = final_evaluation(run, state)
   results["step"] = step
   _log(f"{workdir}: step {step}")
-  _log(format_results(results, run.config))
+  _log(format_results(run, results))
   return results

@@ -83,11 +83,6 @@ def init_train_states(
   return graphdefs[0], states
 
 
-def stack_states(states):
-  """Stacks a list of same-structure pytrees along a new leading axis."""
-  return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
-
-
 def unstack_state(states, index: int):
-  """Selects seed `index` from a stacked state (inverse of `stack_states`)."""
+  """Selects seed `index` from a stacked state (stacked by `init_train_states`)."""
   return jax.tree.map(lambda x: x[index], states)
