@@ -120,9 +120,70 @@ def train(settings, images_NxHxWxC, *, seeds, steps, chunk, lr):
   return graphdef, states, curves, time.time() - t0
 
 
+def run_variant(args, variant, train_set, test_set):
+  """Trains (or loads, or randomly initialises) one variant and evaluates it."""
+  settings = VARIANTS[variant]
+  seeds = [int(s) for s in args.seeds.split(",")]
+  images = np.asarray(train_set["image"], np.float32)
+  name = "random" if args.random else variant
+  steps = 0 if args.random or args.eval_only else args.steps
+  graphdef, states, curves, train_s = train(
+      settings, images, seeds=seeds, steps=steps, chunk=args.chunk, lr=args.lr)
+  if args.eval_only:  # the states saved by --train_only
+    saved = np.load(os.path.join(args.out, f"{variant}.states.npz"))
+    treedef = jax.tree.structure((states.params, states.rest))
+    params, rest = jax.tree.unflatten(
+        treedef, [jnp.asarray(saved[f"arr_{i}"]) for i in range(len(saved.files))])
+    states = states.replace(params=params, rest=rest)
+    with open(os.path.join(args.out, f"{variant}.train.json")) as f:
+      trained = json.load(f)
+    steps, curves, train_s = trained["steps"], trained["curves"], trained["train_seconds"]
+  else:
+    print(f"trained {steps} steps x {len(seeds)} seeds in {train_s:.0f} s", flush=True)
+    if args.time_only:
+      return
+    os.makedirs(args.out, exist_ok=True)
+    leaves = jax.tree.leaves(jax.device_get((states.params, states.rest)))
+    np.savez(os.path.join(args.out, f"{name}.states.npz"), *leaves)
+    with open(os.path.join(args.out, f"{name}.train.json"), "w") as f:
+      json.dump({"variant": name, "settings": settings, "seeds": seeds,
+                 "steps": steps, "lr": args.lr, "encoder": ENCODER,
+                 "critic": CRITIC, "train_seconds": train_s,
+                 "curves": curves}, f)
+  if args.train_only:
+    return
+  from mi_jax.evaluation import dim_suite  # pylint: disable=g-import-not-at-top
+  sub = np.random.default_rng(1234).permutation(len(images))[:args.probe_train]
+  results, t0 = [], time.time()
+  for i, seed in enumerate(seeds):
+    state = jax.tree.map(lambda x, i=i: x[i], states)
+    model = nnx.merge(graphdef, state.params, state.rest)
+    if args.random:
+      dim_suite.calibrate_batch_norm(model.encoder, images, seed=seed)
+    res = dim_suite.evaluate_encoder(
+        model.encoder, images[sub], train_set["label"][sub],
+        test_set["image"], test_set["label"], seed=seed,
+        mlp_epochs=args.mlp_epochs, estimator_steps=args.estimator_steps)
+    results.append(res)
+    print(f"{name} seed {seed} ({time.time() - t0:.0f} s): {json.dumps(res)}",
+          flush=True)
+  os.makedirs(args.out, exist_ok=True)
+  with open(os.path.join(args.out, f"{name}.json"), "w") as f:
+    json.dump({"variant": name, "settings": settings, "seeds": seeds,
+               "steps": steps, "lr": args.lr, "encoder": ENCODER,
+               "critic": CRITIC, "probe_train": args.probe_train,
+               "mlp_epochs": args.mlp_epochs, "train_seconds": train_s,
+               "estimator_steps": args.estimator_steps,
+               "eval_seconds": time.time() - t0, "results": results,
+               "curves": curves}, f)
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--variant", required=True, choices=sorted(VARIANTS))
+  p.add_argument("--variant", required=True,
+                 help="one of VARIANTS, or several joined by commas (with "
+                 "--eval_only: evaluated in one process, each as soon as its "
+                 "states exist)")
   p.add_argument("--seeds", default="0,1,2")
   p.add_argument("--steps", type=int, default=1000)
   p.add_argument("--chunk", type=int, default=50)
@@ -141,62 +202,17 @@ def main(argv=None):
   p.add_argument("--train_only", action="store_true",
                  help="train and save OUT/VARIANT.states.npz; evaluate later")
   args = p.parse_args(argv)
-  settings = VARIANTS[args.variant]
-  seeds = [int(s) for s in args.seeds.split(",")]
+  variants = args.variant.split(",")
+  unknown = [v for v in variants if v not in VARIANTS]
+  if unknown:
+    p.error(f"unknown variants {unknown}; choose from {sorted(VARIANTS)}")
   train_set = data.load_arrays("mnist", "train")
   test_set = data.load_arrays("mnist", "test")
-  images = np.asarray(train_set["image"], np.float32)
-  steps = 0 if args.random or args.eval_only else args.steps
-  graphdef, states, curves, train_s = train(
-      settings, images, seeds=seeds, steps=steps, chunk=args.chunk, lr=args.lr)
-  if args.eval_only:  # the states saved by --train_only
-    saved = np.load(os.path.join(args.out, f"{args.variant}.states.npz"))
-    treedef = jax.tree.structure((states.params, states.rest))
-    params, rest = jax.tree.unflatten(
-        treedef, [jnp.asarray(saved[f"arr_{i}"]) for i in range(len(saved.files))])
-    states = states.replace(params=params, rest=rest)
-    with open(os.path.join(args.out, f"{args.variant}.train.json")) as f:
-      trained = json.load(f)
-    steps, curves, train_s = trained["steps"], trained["curves"], trained["train_seconds"]
-  else:
-    print(f"trained {steps} steps x {len(seeds)} seeds in {train_s:.0f} s", flush=True)
-    if args.time_only:
-      return
-    os.makedirs(args.out, exist_ok=True)
-    name = "random" if args.random else args.variant
-    leaves = jax.tree.leaves(jax.device_get((states.params, states.rest)))
-    np.savez(os.path.join(args.out, f"{name}.states.npz"), *leaves)
-    with open(os.path.join(args.out, f"{name}.train.json"), "w") as f:
-      json.dump({"variant": name, "settings": settings, "seeds": seeds,
-                 "steps": steps, "lr": args.lr, "encoder": ENCODER,
-                 "critic": CRITIC, "train_seconds": train_s,
-                 "curves": curves}, f)
-  if args.train_only:
-    return
-  from mi_jax.evaluation import dim_suite  # pylint: disable=g-import-not-at-top
-  sub = np.random.default_rng(1234).permutation(len(images))[:args.probe_train]
-  results, t0 = [], time.time()
-  for i, seed in enumerate(seeds):
-    state = jax.tree.map(lambda x: x[i], states)
-    model = nnx.merge(graphdef, state.params, state.rest)
-    if args.random:
-      dim_suite.calibrate_batch_norm(model.encoder, images, seed=seed)
-    res = dim_suite.evaluate_encoder(
-        model.encoder, images[sub], train_set["label"][sub],
-        test_set["image"], test_set["label"], seed=seed,
-        mlp_epochs=args.mlp_epochs, estimator_steps=args.estimator_steps)
-    results.append(res)
-    print(f"seed {seed}: {json.dumps(res)}", flush=True)
-  os.makedirs(args.out, exist_ok=True)
-  name = "random" if args.random else args.variant
-  with open(os.path.join(args.out, f"{name}.json"), "w") as f:
-    json.dump({"variant": name, "settings": settings, "seeds": seeds,
-               "steps": steps, "lr": args.lr, "encoder": ENCODER,
-               "critic": CRITIC, "probe_train": args.probe_train,
-               "mlp_epochs": args.mlp_epochs, "train_seconds": train_s,
-               "estimator_steps": args.estimator_steps,
-               "eval_seconds": time.time() - t0, "results": results,
-               "curves": curves}, f)
+  for variant in variants:
+    while args.eval_only and not os.path.exists(
+        os.path.join(args.out, f"{variant}.train.json")):
+      time.sleep(20)
+    run_variant(args, variant, train_set, test_set)
 
 
 if __name__ == "__main__":

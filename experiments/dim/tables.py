@@ -1,0 +1,114 @@
+"""Tables (markdown) and the prior-matching figure from full_mnist.py's results.
+
+  python experiments/dim/tables.py experiments/dim/results
+
+Prints the tables of docs/dim.md and writes docs/figures/dim_prior_matching.png.
+"""
+
+import glob
+import json
+import os
+import sys
+
+import numpy as np
+
+ROWS = [("G", "DIM(G), no prior"), ("G_prior", "DIM(G), prior (gamma 1)"),
+        ("L", "DIM(L), no prior"), ("L_prior", "DIM(L), prior (gamma 0.1)"),
+        ("LG", "DIM(L+G), no prior"), ("LG_prior", "DIM(L+G), prior (gamma 0.1)"),
+        ("L_prior_nce", "DIM(L) InfoNCE, prior"), ("L_prior_dv", "DIM(L) DV, prior"),
+        ("L_prior_minimax", "DIM(L), prior minimax, no GP"),
+        ("L_prior_plain", "DIM(L), prior, former critic"),
+        ("L_prior_occlusion", "DIM(L), prior, occlusion 14x14"),
+        ("L_prior_b32", "DIM(L), prior, batch 32"),
+        ("L_prior_b128", "DIM(L), prior, batch 128"),
+        ("random", "random encoder (BN calibrated)")]
+
+
+def ms(values, scale=1.0, digits=1):
+  v = scale * np.asarray(values, np.float64)
+  if np.all(np.isnan(v)):
+    return "-"
+  return f"{np.nanmean(v):.{digits}f} ± {np.nanstd(v):.{digits}f}"
+
+
+def load(folder):
+  out = {}
+  for path in glob.glob(os.path.join(folder, "*.json")):
+    if path.endswith(".train.json"):
+      continue
+    with open(path) as f:
+      r = json.load(f)
+    out[r["variant"]] = r
+  return out
+
+
+def col(r, key):
+  return [res.get(key, np.nan) for res in r["results"]]
+
+
+def final_train(r, key):
+  vals = [c[key] for c in r.get("curves", []) if key in c]
+  return np.mean(vals[-1][-10:]) if vals else np.nan
+
+
+def main(folder):
+  runs = load(folder)
+  print("| variant | steps | conv lin | fc lin | Y lin | conv MLP | fc MLP | Y MLP |")
+  print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+  for key, name in ROWS:
+    if key not in runs:
+      continue
+    r = runs[key]
+    print(f"| {name} | {r['steps']} | " + " | ".join(
+        ms(col(r, f"{k}/{f}"), 100) for k in ("linear", "mlp")
+        for f in ("conv", "fc", "y")) + " |")
+  print()
+  print("| variant | I(X;Y) MINE | NDM | JS(codes‖U) | held-out D acc | mean ‖Y‖ | sat. frac | train D acc (last 10 steps) | final train bound(s) |")
+  print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+  for key, name in ROWS:
+    if key not in runs:
+      continue
+    r = runs[key]
+    bounds = ", ".join(f"{b} {final_train(r, b):.2f}" for b in ("mi_local", "mi_global")
+                       if not np.isnan(final_train(r, b)))
+    print(f"| {name} | {ms(col(r, 'mi_xy'), digits=2)} | {ms(col(r, 'ndm'), digits=3)} | "
+          f"{ms(col(r, 'prior_js'), digits=3)} | {ms(col(r, 'prior_heldout_acc'), digits=3)} | "
+          f"{ms(col(r, 'y_norm'), digits=1)} | {ms(col(r, 'code_saturated'), digits=4)} | "
+          f"{final_train(r, 'prior_acc'):.3f} | {bounds or '-'} |")
+  print()
+  for key, r in sorted(runs.items()):
+    print(f"{key}: train {r['train_seconds']:.0f} s, eval {r['eval_seconds']:.0f} s "
+          f"({len(r['seeds'])} seeds)")
+  figure(runs, "docs/figures/dim_prior_matching.png")
+
+
+def figure(runs, path):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+  for key, name in ROWS:
+    r = runs.get(key)
+    if r is None or not r.get("curves"):
+      continue
+    for ax, metric in zip(axes, ("prior_acc", "y_norm", "code_saturated")):
+      vals = np.concatenate([c[metric] for c in r["curves"] if metric in c]) \
+          if any(metric in c for c in r["curves"]) else None
+      if vals is None:
+        continue
+      ax.plot(np.arange(1, len(vals) + 1), vals, label=name, lw=1)
+  axes[0].set_title("prior discriminator accuracy (training batches)")
+  axes[1].set_title("mean ||Y||")
+  axes[2].set_title("fraction of sigmoid(Y) outside [0.01, 0.99]")
+  for ax in axes:
+    ax.set_xlabel("step")
+  axes[0].legend(fontsize=7)
+  fig.suptitle("DIM on full MNIST (mean over 3 seeds per step)")
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  fig.savefig(path, dpi=110)
+  print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+  main(sys.argv[1] if len(sys.argv) > 1 else "experiments/dim/results")
