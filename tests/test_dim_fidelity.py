@@ -150,3 +150,28 @@ def _tiny_encoder():
   return DIMConvEncoder(in_channels=1, channels=(4, 8, 8), fc_dim=16,
                         code_dim=6, local_layer=0, image_size=16,
                         rngs=nnx.Rngs(0))
+
+
+def test_dim_mnist_config_wires_the_new_options():
+  from mi_jax.training import config as config_lib  # pylint: disable=g-import-not-at-top
+  config = config_lib.load_config(
+      "experiments/configs/dim_mnist.py:L,nce,occlusion,plain")
+  assert (config.dim.alpha, config.dim.beta, config.dim.gamma) == (0.0, 1.0, 0.1)
+  assert config.dim.estimator == "infonce" and config.dim.occlusion == 14
+  assert config.dim.prior_encoder_loss == "non_saturating"
+  assert config.dim.prior_gp == 1.0 and config.critic.local_critic == "plain"
+  g = config_lib.load_config("experiments/configs/dim_mnist.py:G,noprior,minimax")
+  assert (g.dim.alpha, g.dim.beta, g.dim.gamma) == (1.0, 0.0, 0.0)
+  assert g.dim.prior_encoder_loss == "minimax" and g.dim.prior_gp == 0.0
+  with pytest.raises(ValueError, match="unknown tokens"):
+    config_lib.load_config("experiments/configs/dim_mnist.py:L,wgan")
+  # The plug-in passes them on (mnist5k: no full-MNIST files needed).
+  config.dataset = "mnist5k"
+  method = dim.build(config, seed=0)
+  opts = method.loss_fn.keywords
+  assert (opts["occlusion"], opts["prior_gp"]) == (14, 1.0)
+  assert opts["prior_encoder_loss"] == "non_saturating"
+  assert isinstance(method.model.local_critic, dim.PlainLocalCritic)
+  assert [e.name for e in method.evaluations] == ["probe", "mlp_ref", "suite"]
+  assert [e.protocol for e in method.evaluations] == [
+      "probe", "reference_mlp", "dim_suite"]
