@@ -163,7 +163,8 @@ def run_variant(args, variant, train_set, test_set):
     res = dim_suite.evaluate_encoder(
         model.encoder, images[sub], train_set["label"][sub],
         test_set["image"], test_set["label"], seed=seed,
-        mlp_epochs=args.mlp_epochs, estimator_steps=args.estimator_steps)
+        mlp_epochs=args.mlp_epochs, estimator_steps=args.estimator_steps,
+        mlp_features=tuple(args.mlp_features.split(",")))
     results.append(res)
     print(f"{name} seed {seed} ({time.time() - t0:.0f} s): {json.dumps(res)}",
           flush=True)
@@ -174,6 +175,7 @@ def run_variant(args, variant, train_set, test_set):
                "critic": CRITIC, "probe_train": args.probe_train,
                "mlp_epochs": args.mlp_epochs, "train_seconds": train_s,
                "estimator_steps": args.estimator_steps,
+               "mlp_features": args.mlp_features,
                "eval_seconds": time.time() - t0, "results": results,
                "curves": curves}, f)
 
@@ -199,6 +201,8 @@ def main(argv=None):
   p.add_argument("--eval_only", action="store_true",
                  help="evaluate OUT/VARIANT.states.npz (from --train_only)")
   p.add_argument("--estimator_steps", type=int, default=1000)
+  p.add_argument("--mlp_features", default="conv,fc,y",
+                 help="feature sets for the reference MLP probe")
   p.add_argument("--train_only", action="store_true",
                  help="train and save OUT/VARIANT.states.npz; evaluate later")
   args = p.parse_args(argv)
