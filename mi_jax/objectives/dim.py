@@ -580,6 +580,18 @@ def _format_results(results: dict, config) -> str:
     rnd_s = f"{100 * rnd:5.1f}%" if rnd is not None else "    -"
     lines.append(f"{parts[1][:-4]:7s} {parts[2]:9s} {100 * results[key]:5.1f}%   "
                  f"{rnd_s}")
+  for name in ("conv", "fc", "y"):  # DIM's reference MLP probe (config.mlp_ref)
+    key = f"mlp_ref/mlp_acc/{name}"
+    if key in results:
+      rnd = results.get(f"mlp_ref/random_mlp_acc/{name}")
+      rnd_s = f"{100 * rnd:5.1f}%" if rnd is not None else "    -"
+      lines.append(f"mlp_ref {name:9s} {100 * results[key]:5.1f}%   {rnd_s}")
+  suite = [k.split("/")[1] for k in results
+           if k.startswith("suite/") and not k.startswith("suite/random_")]
+  for name in suite:  # I(X; Y), NDM, prior statistics (config.suite)
+    rnd = results.get(f"suite/random_{name}")
+    rnd_s = f"{rnd:8.4f}" if rnd is not None else "       -"
+    lines.append(f"suite   {name:17s} {results['suite/' + name]:8.4f}  {rnd_s}")
   return "\n".join(lines)
 
 
