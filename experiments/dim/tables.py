@@ -63,15 +63,15 @@ def main(folder):
         ms(col(r, f"{k}/{f}"), 100) for k in ("linear", "mlp")
         for f in ("conv", "fc", "y")) + " |")
   print()
-  print("| variant | I(X;Y) MINE | NDM | JS(codes‖U) | held-out D acc | mean ‖Y‖ | sat. frac | train D acc (last 10 steps) | final train bound(s) |")
-  print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+  print("| variant | I(X;Y) MINE | NDM (DV) | NDM held-out acc | JS(codes‖U) | held-out D acc | mean ‖Y‖ | sat. frac | train D acc (last 10 steps) | final train bound(s) |")
+  print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
   for key, name in ROWS:
     if key not in runs:
       continue
     r = runs[key]
     bounds = ", ".join(f"{b} {final_train(r, b):.2f}" for b in ("mi_local", "mi_global")
                        if not np.isnan(final_train(r, b)))
-    print(f"| {name} | {ms(col(r, 'mi_xy'), digits=2)} | {ms(col(r, 'ndm'), digits=3)} | "
+    print(f"| {name} | {ms(col(r, 'mi_xy'), digits=2)} | {ms(col(r, 'ndm'), digits=1)} | {ms(col(r, 'ndm_heldout_acc'), digits=3)} | "
           f"{ms(col(r, 'prior_js'), digits=3)} | {ms(col(r, 'prior_heldout_acc'), digits=3)} | "
           f"{ms(col(r, 'y_norm'), digits=1)} | {ms(col(r, 'code_saturated'), digits=4)} | "
           f"{final_train(r, 'prior_acc'):.3f} | {bounds or '-'} |")
