@@ -50,6 +50,10 @@ VARIANTS = {
     "L_prior_occlusion": dict(alpha=0.0, beta=1.0, gamma=0.1, occlusion=14),
     "L_prior_b32": dict(alpha=0.0, beta=1.0, gamma=0.1, batch_size=32),
     "L_prior_b128": dict(alpha=0.0, beta=1.0, gamma=0.1, batch_size=128),
+    # Prior matching alone (no MI term): can the min-max move the codes?
+    "P": dict(alpha=0.0, beta=0.0, gamma=1.0),
+    "P_minimax": dict(alpha=0.0, beta=0.0, gamma=1.0,
+                      prior_encoder_loss="minimax", prior_gp=0.0),
 }
 
 # Reduced for a shared 2-core CPU (the paper's MNIST encoder is conv 64-128,
