@@ -21,6 +21,8 @@ ROWS = [("G", "DIM(G), no prior"), ("G_prior", "DIM(G), prior (gamma 1)"),
         ("L_prior_occlusion", "DIM(L), prior, occlusion 14x14"),
         ("L_prior_b32", "DIM(L), prior, batch 32"),
         ("L_prior_b128", "DIM(L), prior, batch 128"),
+        ("P", "prior only (gamma 1), non-saturating + GP"),
+        ("P_minimax", "prior only (gamma 1), minimax, no GP"),
         ("random", "random encoder (BN calibrated)")]
 
 
