@@ -76,7 +76,7 @@ def main(folder):
     print(f"| {name} | {ms(col(r, 'mi_xy'), digits=2)} | {ms(col(r, 'ndm'), digits=1)} | {ms(col(r, 'ndm_heldout_acc'), digits=3)} | "
           f"{ms(col(r, 'prior_js'), digits=3)} | {ms(col(r, 'prior_heldout_acc'), digits=3)} | "
           f"{ms(col(r, 'y_norm'), digits=1)} | {ms(col(r, 'code_saturated'), digits=4)} | "
-          f"{final_train(r, 'prior_acc'):.3f} | {bounds or '-'} |")
+          f"{'-' if np.isnan(final_train(r, 'prior_acc')) else format(final_train(r, 'prior_acc'), '.3f')} | {bounds or '-'} |")
   print()
   for key, r in sorted(runs.items()):
     print(f"{key}: train {r['train_seconds']:.0f} s, eval {r['eval_seconds']:.0f} s "
