@@ -113,6 +113,7 @@ def train(settings, images_NxHxWxC, *, seeds, steps, chunk, lr):
              "label": jnp.zeros(images_TxSxB.shape[:3], jnp.int32)}
     states, metrics = multi(states, batch, jax.random.fold_in(jax.random.key(0), c))
     m = jax.device_get(metrics)
+    # per chunk: each seed's mean over the chunk's steps ([T, S] -> [S])
     curves.append({k: np.asarray(v).mean(axis=0).tolist() for k, v in m.items()
                    if np.asarray(v).dtype != bool})
     if not np.all(m["finite"]):
