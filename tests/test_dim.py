@@ -73,7 +73,8 @@ def _reference_local_scores(critic, local_BxHxWxC, y_BxD):
 
 def test_local_scores_and_mask_match_loop_reference():
   b, h, w, c, d = 3, 2, 3, 16, 6  # c, d, widths as in the tests below
-  critic = dim.LocalCritic(c, d, embed_dim=8, hidden_dim=8, rngs=nnx.Rngs(1))
+  critic = dim.PlainLocalCritic(c, d, embed_dim=8, hidden_dim=8,
+                                 rngs=nnx.Rngs(1))
   k1, k2 = jax.random.split(jax.random.key(0))
   local_BxHxWxC = jax.random.normal(k1, (b, h, w, c))
   y_BxD = jax.random.normal(k2, (b, d))
@@ -117,7 +118,8 @@ def _prior_check(gamma, prior_encoder_loss):
   batch = {"image": images, "label": jnp.zeros((16,), jnp.int32)}
   loss_fn = dim.make_dim_loss(estimator=lambda s, mask=None: 0.0,
                               alpha=0.0, beta=0.0, gamma=gamma,
-                              prior_encoder_loss=prior_encoder_loss)
+                              prior_encoder_loss=prior_encoder_loss,
+                              prior_gp=0.0)
   key = jax.random.key(4)
   prior_BxD = jax.random.uniform(jax.random.split(key)[1], (16, enc.code_dim))
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
@@ -209,7 +211,8 @@ def test_full_objective_all_terms():
       gamma=0.1, local_embed_dim=8, local_hidden_dim=8,
       global_conv_channels=(8, 4), global_hidden_dims=(8,),
       prior_hidden_dims=(16, 8))
-  loss_fn = dim.make_dim_loss(estimator="jsd", alpha=0.5, beta=1.0, gamma=0.1)
+  loss_fn = dim.make_dim_loss(estimator="jsd", alpha=0.5, beta=1.0, gamma=0.1,
+                              prior_encoder_loss="minimax", prior_gp=0.0)
   batch = {"image": jax.random.uniform(jax.random.key(6), (8, 16, 16, 1)),
            "label": jnp.zeros((8,), jnp.int32)}
 

@@ -35,7 +35,8 @@ def get_config(estimator: str = "infonce") -> ml_collections.ConfigDict:
   c.method = "dim"  # mi_jax.objectives.dim.build.
   c.dim = ml_collections.ConfigDict(dict(
       estimator=estimator, alpha=0.0, beta=1.0, gamma=0.1,
-      prior_encoder_loss="minimax", local_contrast="locations",
+      prior_encoder_loss="non_saturating", prior_gp=1.0,  # as rdevon/DIM
+      occlusion=0, local_contrast="locations",
       crop_size=config_dict.placeholder(int), flip=False))
   c.encoder = ml_collections.ConfigDict(dict(name="dim_conv", kwargs=dict(
       channels=(64, 128, 256), fc_dim=1024, code_dim=64, local_layer=1,

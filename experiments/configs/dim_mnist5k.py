@@ -33,7 +33,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.method = "dim"  # mi_jax.objectives.dim.build.
   c.dim = ml_collections.ConfigDict(dict(
       estimator="infonce", alpha=0.0, beta=1.0, gamma=0.1,
-      prior_encoder_loss="minimax",  # or "non_saturating"
+      prior_encoder_loss="non_saturating",  # or "minimax" (paper eq. 7)
+      prior_gp=1.0,  # D gradient penalty on prior + code batches (rdevon/DIM)
+      occlusion=0,  # >0: Y from images with one such block zeroed
       local_contrast="codes",  # InfoNCE over codes; "locations": paper
       crop_size=config_dict.placeholder(int),  # random crops (STL-10: 64)
       flip=False))

@@ -8,6 +8,8 @@
   tasks                                   synthetic tasks with known MI
   make_objective, make_critic_model,      the estimator's pieces, for
   loss_fn, CriticModel, EmaState          mi_jax.training.make_train_step
+  estimate_divergence(x, y, kind=kl|js|chi2) two-sample divergences (DV, NWJ, JSD bounds)
+  discrete_mi, discrete_entropy           plug-in / Miller-Madow for discrete data
 """
 
 from mi_jax.estimation import tasks
@@ -27,3 +29,9 @@ from mi_jax.estimation._objective import EmaState
 from mi_jax.estimation._objective import Objective
 from mi_jax.estimation._objective import loss_fn
 from mi_jax.estimation._objective import make_objective
+from mi_jax.estimation import divergence
+from mi_jax.estimation.discrete import discrete_entropy
+from mi_jax.estimation.discrete import discrete_mi
+from mi_jax.estimation.divergence import DivergenceResult
+from mi_jax.estimation.divergence import estimate_divergence
+from mi_jax.estimation.divergence import gaussian_kl

@@ -11,6 +11,7 @@ Public names:
   node_classification(...): transductive logistic regression, C on val
   svm_kfold(...): SVM over given folds, C by inner CV (graph classification)
   wl_features / wl_kernel: Weisfeiler-Lehman subtree baseline
+  dim_suite: DIM's suite (reference MLP probe, I(X;Y), NDM, prior statistics)
 """
 from mi_jax.evaluation.knn import knn_accuracy
 from mi_jax.evaluation.knn import knn_predict
@@ -22,3 +23,5 @@ from mi_jax.evaluation.graph_kernels import wl_features
 from mi_jax.evaluation.graph_kernels import wl_kernel
 from mi_jax.evaluation.node_classification import node_classification
 from mi_jax.evaluation.svm import svm_kfold
+from mi_jax.evaluation import dim_suite
+from mi_jax.evaluation.dim_suite import reference_mlp_probe

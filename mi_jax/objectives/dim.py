@@ -40,6 +40,7 @@ from typing import Callable, Optional, Union
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 _ESTIMATOR_ALIASES = {"nce": "infonce", "infonce": "infonce", "jsd": "jsd",
@@ -96,20 +97,102 @@ def local_scores(l_BxMxE: jax.Array, g_BxE: jax.Array):
   return scores_BMxB, local_positive_mask(b, m)
 
 
+def _noisy_identity(key, shape, dtype=jnp.float32):
+  """Kernel [in, out] ~ U(-0.01, 0.01) with ones on the diagonal (in <= out).
+
+  The reference's initialisation of the linear shortcut (rdevon/DIM,
+  `MI1x1ConvNet`, "a sort of noisy copy"): the shortcut starts as the
+  identity on the first `in` output units.
+  """
+  kernel = jax.random.uniform(key, shape, dtype, -0.01, 0.01)
+  n = min(shape)
+  return kernel.at[jnp.arange(n), jnp.arange(n)].set(1.0)
+
+
+class MIEmbedding(nnx.Module):
+  """The reference DIM critic's embedding (rdevon/DIM `MI1x1ConvNet`).
+
+    h(x) = LayerNorm( W2 relu(BN(W1 x)) + b2  +  S x )   on the last axis
+
+  A 1x1 convolution on a map [B, h, w, C] is a linear layer on its last
+  axis, so the same module embeds the local map (BN statistics over B, h, w)
+  and the code Y (a 1x1 map; BN statistics over B). W1 has no bias (BN
+  follows); the shortcut S has no bias and starts as a noisy identity
+  (`_noisy_identity`) when `units >= in_dim`, else Flax's default. The final
+  LayerNorm (learned gain 1, bias 0 at init) gives every embedding norm
+  sqrt(units) at init whatever the input's scale, so the dot-product scores
+  stay bounded by `units` and do not grow with ||Y||.
+  """
+
+  def __init__(self, in_dim: int, units: int, *, hidden_dim: Optional[int] = None,
+               bn_momentum: float = 0.9, rngs: nnx.Rngs):
+    hidden_dim = hidden_dim or units
+    self.hidden = nnx.Linear(in_dim, hidden_dim, use_bias=False, rngs=rngs)
+    self.bn = nnx.BatchNorm(hidden_dim, momentum=bn_momentum, rngs=rngs)
+    self.out = nnx.Linear(hidden_dim, units, rngs=rngs)
+    shortcut_init = (_noisy_identity if units >= in_dim
+                     else nnx.initializers.lecun_normal())
+    self.shortcut = nnx.Linear(in_dim, units, use_bias=False,
+                               kernel_init=shortcut_init, rngs=rngs)
+    self.norm = nnx.LayerNorm(units, rngs=rngs)
+
+  def __call__(self, x_NxC: jax.Array) -> jax.Array:
+    h_NxU = self.out(jax.nn.relu(self.bn(self.hidden(x_NxC))))
+    return self.norm(h_NxU + self.shortcut(x_NxC))
+
+
 class LocalCritic(nnx.Module):
-  """DIM's encode-and-dot critic for C_m(X) vs Y (the paper's appendix).
+  """DIM's local critic as the reference code builds it (rdevon/DIM `LocalDIM`).
+
+    l(C) = MIEmbedding(C)   per location (1x1 convs on the map)
+    g(Y) = MIEmbedding(Y)   (Y as a 1x1 map)
+    score((b, m), j) = score_scale * l(C(x_b))_m . g(y_j)
+
+  Both embeddings end in a LayerNorm, so scores do not grow with ||Y|| (see
+  `MIEmbedding`). `score_scale` is 1 in the reference.
+  """
+
+  def __init__(self, local_channels: int, code_dim: int, *,
+               embed_dim: int = 2048, hidden_dim: Optional[int] = None,
+               score_scale: float = 1.0, rngs: nnx.Rngs):
+    self.score_scale = score_scale
+    self.local_net = MIEmbedding(local_channels, embed_dim,
+                                 hidden_dim=hidden_dim, rngs=rngs)
+    self.global_net = MIEmbedding(code_dim, embed_dim, hidden_dim=hidden_dim,
+                                  rngs=rngs)
+
+  def embed_local(self, local_BxHxWxC: jax.Array) -> jax.Array:
+    """l(C): [B, h, w, C] -> l_BxMxE with M = h * w (row-major locations)."""
+    l_BxHxWxE = self.local_net(local_BxHxWxC)
+    b, h, w, e = l_BxHxWxE.shape
+    return l_BxHxWxE.reshape(b, h * w, e)
+
+  def embed_global(self, y_BxD: jax.Array) -> jax.Array:
+    """g(Y): [B, D] -> g_BxE."""
+    return self.global_net(y_BxD)
+
+  def __call__(self, local_BxHxWxC: jax.Array, y_BxD: jax.Array):
+    """Returns (scores_BMxB, mask_BMxB), see `local_scores`."""
+    scores_BMxB, mask_BMxB = local_scores(self.embed_local(local_BxHxWxC),
+                                          self.embed_global(y_BxD))
+    return self.score_scale * scores_BMxB, mask_BMxB
+
+
+class PlainLocalCritic(LocalCritic):
+  """Our former local critic, kept as an ablation (no BN, no LayerNorm).
 
     l(C) = conv1x1(relu(conv1x1(C))) + conv1x1_skip(C)     per location
     g(Y) = linear(relu(linear(Y))) + linear_skip(Y)
     score((b, m), j) = score_scale * l(C(x_b))_m . g(y_j)
 
-  `score_scale` is 1 in the paper; 1 / sqrt(embed_dim) (a scaled dot product,
-  as in AMDIM, Bachman et al. 2019) keeps initial scores O(1).
+  Its scores grow linearly with ||Y|| (the skip is linear), which the local
+  term rewards; `MIEmbedding`'s LayerNorm removes that.
   """
 
   def __init__(self, local_channels: int, code_dim: int, *,
-               embed_dim: int = 2048, hidden_dim: int = 2048,
-               score_scale: float = 1.0, rngs: nnx.Rngs):
+               embed_dim: int = 2048, hidden_dim: Optional[int] = None,
+               score_scale: float = 1.0, rngs: nnx.Rngs):  # pylint: disable=super-init-not-called
+    hidden_dim = hidden_dim or embed_dim
     self.score_scale = score_scale
     conv = functools.partial(nnx.Conv, kernel_size=(1, 1), rngs=rngs)
     self.l_hidden = conv(local_channels, hidden_dim)
@@ -120,21 +203,16 @@ class LocalCritic(nnx.Module):
     self.g_skip = nnx.Linear(code_dim, embed_dim, rngs=rngs)
 
   def embed_local(self, local_BxHxWxC: jax.Array) -> jax.Array:
-    """l(C): [B, h, w, C] -> l_BxMxE with M = h * w (row-major locations)."""
     l_BxHxWxE = (self.l_out(jax.nn.relu(self.l_hidden(local_BxHxWxC)))
                  + self.l_skip(local_BxHxWxC))
     b, h, w, e = l_BxHxWxE.shape
     return l_BxHxWxE.reshape(b, h * w, e)
 
   def embed_global(self, y_BxD: jax.Array) -> jax.Array:
-    """g(Y): [B, D] -> g_BxE."""
     return self.g_out(jax.nn.relu(self.g_hidden(y_BxD))) + self.g_skip(y_BxD)
 
-  def __call__(self, local_BxHxWxC: jax.Array, y_BxD: jax.Array):
-    """Returns (scores_BMxB, mask_BMxB), see `local_scores`."""
-    scores_BMxB, mask_BMxB = local_scores(self.embed_local(local_BxHxWxC),
-                                          self.embed_global(y_BxD))
-    return self.score_scale * scores_BMxB, mask_BMxB
+
+LOCAL_CRITICS = {"reference": LocalCritic, "plain": PlainLocalCritic}
 
 
 class GlobalCritic(nnx.Module):
@@ -207,6 +285,51 @@ def prior_objective(d_prior_B: jax.Array, d_code_B: jax.Array) -> jax.Array:
           - jnp.mean(jax.nn.softplus(d_code_B)))
 
 
+def gradient_penalty(disc: Callable, v_BxD: jax.Array) -> jax.Array:
+  """Mescheder et al.'s gradient penalty as DIM's reference code applies it.
+
+    GP(v) = mean_b || d/dv_b  d(v_b) ||^2
+
+  where d is the discriminator's logit (rdevon/DIM
+  `contrastive_gradient_penalty`: the gradient of sum_b d(v_b) with respect
+  to the batch, squared and summed per sample, averaged over the batch).
+  The reference penalises both the prior and the code batch,
+  0.5 * (GP(prior) + GP(stop_gradient(code))) (Mescheder, Geiger & Nowozin,
+  "Which training methods for GANs do actually converge?", ICML 2018).
+  `v_BxD` is treated as a constant input; the result is differentiable with
+  respect to the discriminator's weights.
+  """
+  v_BxD = jax.lax.stop_gradient(v_BxD.astype(jnp.float32))
+  grad_BxD = jax.grad(lambda v: jnp.sum(disc(v)))(v_BxD)
+  return jnp.mean(jnp.sum(jnp.square(grad_BxD), axis=-1))
+
+
+def occlude(images_BxHxWxC: jax.Array, key: jax.Array, size: int) -> jax.Array:
+  """Zeroes one random `size` x `size` block per image (DIM's occlusion).
+
+  Block corners are uniform over the positions where the block fits.
+  """
+  b, h, w, _ = images_BxHxWxC.shape
+  if not 0 < size <= min(h, w):
+    raise ValueError(f"occlusion size must be in [1, {min(h, w)}], got {size}")
+  key_top, key_left = jax.random.split(key)
+  top_B = jax.random.randint(key_top, (b,), 0, h - size + 1)
+  left_B = jax.random.randint(key_left, (b,), 0, w - size + 1)
+  rows_BxH = jnp.arange(h)[None, :] - top_B[:, None]
+  cols_BxW = jnp.arange(w)[None, :] - left_B[:, None]
+  inside_BxHxW = (((rows_BxH >= 0) & (rows_BxH < size))[:, :, None]
+                  & ((cols_BxW >= 0) & (cols_BxW < size))[:, None, :])
+  return jnp.where(inside_BxHxW[..., None], 0.0, images_BxHxWxC)
+
+
+def code_statistics(y_BxD: jax.Array) -> dict:
+  """`y_norm` = mean_b ||y_b||_2 and `code_saturated` = the fraction of
+  sigmoid(y) entries outside [0.01, 0.99] (|y| > log 99)."""
+  y_BxD = y_BxD.astype(jnp.float32)
+  return {"y_norm": jnp.mean(jnp.linalg.norm(y_BxD, axis=-1)),
+          "code_saturated": jnp.mean(jnp.abs(y_BxD) > jnp.log(99.0))}
+
+
 class DIMModel(nnx.Module):
   """Every trainable piece of DIM: encoder, local / global critics, prior D.
 
@@ -228,8 +351,10 @@ class DIMModel(nnx.Module):
 def make_dim_model(encoder: nnx.Module, *, rngs: nnx.Rngs,
                    local_shape: tuple[int, int, int],
                    alpha: float = 0.0, beta: float = 1.0, gamma: float = 0.1,
-                   local_embed_dim: int = 2048, local_hidden_dim: int = 2048,
+                   local_embed_dim: int = 2048,
+                   local_hidden_dim: Optional[int] = None,
                    local_score_scale: float = 1.0,
+                   local_critic: str = "reference",
                    global_conv_channels: tuple[int, ...] = (64, 32),
                    global_hidden_dims: tuple[int, ...] = (512, 512),
                    prior_hidden_dims: tuple[int, ...] = (1000, 200),
@@ -240,11 +365,16 @@ def make_dim_model(encoder: nnx.Module, *, rngs: nnx.Rngs,
     encoder: module with `encoder(x) -> (local_map, fc, y)` and `code_dim`.
     local_shape: (h, w, C) of the encoder's local map.
     alpha, beta, gamma: weights of the global, local and prior terms.
+    local_critic: "reference" (`LocalCritic`, BN + noisy-identity shortcut +
+      LayerNorm, as rdevon/DIM) or "plain" (`PlainLocalCritic`, ablation).
   """
+  if local_critic not in LOCAL_CRITICS:
+    raise ValueError(f"local_critic must be one of {sorted(LOCAL_CRITICS)}, "
+                     f"got {local_critic!r}")
   code_dim = encoder.code_dim
-  local = (LocalCritic(local_shape[-1], code_dim, embed_dim=local_embed_dim,
-                       hidden_dim=local_hidden_dim,
-                       score_scale=local_score_scale, rngs=rngs)
+  local = (LOCAL_CRITICS[local_critic](
+      local_shape[-1], code_dim, embed_dim=local_embed_dim,
+      hidden_dim=local_hidden_dim, score_scale=local_score_scale, rngs=rngs)
            if beta else None)
   glob = (GlobalCritic(tuple(local_shape), code_dim,
                        conv_channels=tuple(global_conv_channels),
@@ -280,37 +410,79 @@ def center_crop(images_BxHxWxC: jax.Array, crop_size: Optional[int]):
   return images_BxHxWxC[:, top:top + crop_size, left:left + crop_size]
 
 
+def _prior_term(disc, y_BxD, key, *, encoder_loss, gp_weight):
+  """(loss, metrics) of the prior term for weight 1; see `dim_loss`."""
+  code_BxD = jax.nn.sigmoid(y_BxD.astype(jnp.float32))
+  prior_BxD = jax.random.uniform(key, code_BxD.shape, jnp.float32)
+  d_prior_B = disc(prior_BxD)
+  if encoder_loss == "minimax":
+    d_code_B = disc(grad_reverse(code_BxD))
+    d_hat = prior_objective(d_prior_B, d_code_B)
+    loss = -d_hat
+  elif encoder_loss == "non_saturating":
+    d_code_B = disc(jax.lax.stop_gradient(code_BxD))
+    d_hat = prior_objective(d_prior_B, d_code_B)
+    graphdef, disc_state = nnx.split(disc)
+    frozen = nnx.merge(graphdef, jax.lax.stop_gradient(disc_state))
+    enc_term = jnp.mean(jax.nn.softplus(-frozen(code_BxD)))  # -E log D
+    loss = enc_term - d_hat
+  else:
+    raise ValueError("prior_encoder_loss must be 'minimax' or "
+                     f"'non_saturating', got {encoder_loss!r}")
+  metrics = {"prior_d": d_hat,
+             "prior_acc": 0.5 * (jnp.mean(d_prior_B > 0)
+                                 + jnp.mean(d_code_B < 0))}
+  if gp_weight:
+    gp = 0.5 * (gradient_penalty(disc, prior_BxD)
+                + gradient_penalty(disc, code_BxD))
+    loss += gp_weight * gp
+    metrics["prior_gp"] = gp
+  return loss, metrics
+
+
 def dim_loss(model: DIMModel, batch: dict, key: jax.Array, *,
              estimator: Union[str, Callable] = "jsd",
              alpha: float = 0.0, beta: float = 1.0, gamma: float = 0.1,
              crop_size: Optional[int] = None, flip: bool = False,
-             prior_encoder_loss: str = "minimax",
+             prior_encoder_loss: str = "non_saturating",
+             prior_gp: float = 1.0, occlusion: int = 0,
              local_contrast: str = "locations"):
-  """DIM loss: -(alpha I_G + beta I_L) - gamma D_hat(prior, grad_reverse(code)).
+  """DIM loss: -(alpha I_G + beta I_L) + gamma * prior loss.
 
     I_G = bound(T_G(C(x_i), y_j))              scores_BxB, diagonal positives
     I_L = bound(l(C_m(x_b)) . g(y_j))          scores_BMxB, row (b, m) -> col b
     D_hat = E_U[0,1]^d log D(v) + E_x log(1 - D(sigmoid(y)))
 
-  With `grad_reverse` on sigmoid(y), one descent step on this loss raises
-  D_hat through D's weights and lowers it through the encoder's
-  (`prior_encoder_loss="minimax"`, the game of the paper's eq. 7).
-  `prior_encoder_loss="non_saturating"` keeps D's objective but gives the
-  encoder -E_x log D(sigmoid(y)) instead of E_x log(1 - D(sigmoid(y)))
-  (Goodfellow et al. 2014: same fixed point, no vanishing gradient while D
-  wins); D's weights are frozen (stop_gradient) in that term.
+  Prior term (weight gamma on all of it; under Adam the scale of D's loss
+  does not change D's updates, so this matches the reference, which does not
+  scale D's loss):
+  - D maximises D_hat - prior_gp * 0.5 (GP(prior) + GP(code))
+    (`gradient_penalty`, on every sample of both batches, as rdevon/DIM);
+  - the encoder, with `prior_encoder_loss="non_saturating"` (the reference's
+    `generator_loss(..., 'non-saturating')`, the default), minimises
+    -E_x log D(sigmoid(y)) with D's weights frozen in that term (Goodfellow
+    et al. 2014: same fixed point, no vanishing gradient while D wins);
+    with "minimax" (the paper's eq. 7) it minimises D_hat: sigmoid(y) enters
+    D through `grad_reverse`, so one descent step is ascent for D's weights
+    and descent for the encoder's.
+  `occlusion` > 0: Y is computed from the images with one random
+  occlusion x occlusion block zeroed (`occlude`), the local map from the full
+  images (the paper's occlusion for DIM(L)); one more encoder pass.
   `local_contrast`: "locations" (paper) or "codes", see the module docstring.
 
   Returns:
-    (loss, metrics) with metrics `mi_local`, `mi_global`, `prior_d` (D_hat) and
-    `prior_acc` (D's accuracy on prior vs code samples), in nats where MI.
+    (loss, metrics) with metrics `mi_local`, `mi_global`, `prior_d` (D_hat),
+    `prior_acc` (D's accuracy on prior vs code samples), `prior_gp`, and
+    `y_norm`, `code_saturated` (`code_statistics`), in nats where MI.
   """
   bound_fn = resolve_estimator(estimator)
-  key_aug, key_prior = jax.random.split(key)
+  key_aug, key_prior, key_occ = jax.random.split(key, 3)
   images = augment(batch["image"], key_aug, crop_size=crop_size, flip=flip)
   local_BxHxWxC, _, y_BxD = model.encoder(images)
+  if occlusion:
+    y_BxD = model.encoder(occlude(images, key_occ, occlusion))[2]
   loss = jnp.zeros((), jnp.float32)
-  metrics = {}
+  metrics = code_statistics(y_BxD)
   if beta:
     scores_BMxB, mask_BMxB = model.local_critic(local_BxHxWxC, y_BxD)
     if local_contrast == "locations":
@@ -329,42 +501,32 @@ def dim_loss(model: DIMModel, batch: dict, key: jax.Array, *,
     loss -= alpha * mi_global
     metrics["mi_global"] = mi_global
   if gamma:
-    code_BxD = jax.nn.sigmoid(y_BxD.astype(jnp.float32))
-    prior_BxD = jax.random.uniform(key_prior, code_BxD.shape, jnp.float32)
-    d_prior_B = model.prior_disc(prior_BxD)
-    if prior_encoder_loss == "minimax":
-      d_code_B = model.prior_disc(grad_reverse(code_BxD))
-      d_hat = prior_objective(d_prior_B, d_code_B)
-      loss -= gamma * d_hat
-    elif prior_encoder_loss == "non_saturating":
-      d_code_B = model.prior_disc(jax.lax.stop_gradient(code_BxD))
-      d_hat = prior_objective(d_prior_B, d_code_B)
-      graphdef, disc_state = nnx.split(model.prior_disc)
-      frozen = nnx.merge(graphdef, jax.lax.stop_gradient(disc_state))
-      enc_term = jnp.mean(jax.nn.softplus(-frozen(code_BxD)))  # -E log D
-      loss += gamma * (enc_term - d_hat)
-    else:
-      raise ValueError("prior_encoder_loss must be 'minimax' or "
-                       f"'non_saturating', got {prior_encoder_loss!r}")
-    metrics["prior_d"] = d_hat
-    metrics["prior_acc"] = 0.5 * (jnp.mean(d_prior_B > 0)
-                                  + jnp.mean(d_code_B < 0))
+    prior_loss, prior_metrics = _prior_term(
+        model.prior_disc, y_BxD, key_prior, encoder_loss=prior_encoder_loss,
+        gp_weight=prior_gp)
+    loss += gamma * prior_loss
+    metrics.update(prior_metrics)
   return loss, metrics
 
 
 def make_dim_loss(*, estimator: Union[str, Callable] = "jsd",
                   alpha: float = 0.0, beta: float = 1.0, gamma: float = 0.1,
                   crop_size: Optional[int] = None, flip: bool = False,
-                  prior_encoder_loss: str = "minimax",
+                  prior_encoder_loss: str = "non_saturating",
+                  prior_gp: float = 1.0, occlusion: int = 0,
                   local_contrast: str = "locations"):
   """Returns `loss_fn(model, batch, key)`: `dim_loss` with its options bound.
 
   A string estimator is resolved here, so a wrong name fails early.
   """
+  if prior_encoder_loss not in ("minimax", "non_saturating"):
+    raise ValueError("prior_encoder_loss must be 'minimax' or "
+                     f"'non_saturating', got {prior_encoder_loss!r}")
   return functools.partial(
       dim_loss, estimator=resolve_estimator(estimator), alpha=alpha,
       beta=beta, gamma=gamma, crop_size=crop_size, flip=flip,
-      prior_encoder_loss=prior_encoder_loss, local_contrast=local_contrast)
+      prior_encoder_loss=prior_encoder_loss, prior_gp=prior_gp,
+      occlusion=occlusion, local_contrast=local_contrast)
 
 
 # --------------------------------------------------------------------------
@@ -390,8 +552,10 @@ def build_model(config, in_channels: int, *, seed: int) -> DIMModel:
   return make_dim_model(
       encoder, rngs=rngs, local_shape=tuple(local_shape),
       alpha=d.alpha, beta=d.beta, gamma=d.gamma,
-      local_embed_dim=cr.local_embed_dim, local_hidden_dim=cr.local_hidden_dim,
+      local_embed_dim=cr.local_embed_dim,
+      local_hidden_dim=cr.get("local_hidden_dim"),
       local_score_scale=cr.get("local_score_scale", 1.0),
+      local_critic=cr.get("local_critic", "reference"),
       global_conv_channels=tuple(cr.global_conv_channels),
       global_hidden_dims=tuple(cr.global_hidden_dims),
       prior_hidden_dims=tuple(cr.prior_hidden_dims))
@@ -416,6 +580,18 @@ def _format_results(results: dict, config) -> str:
     rnd_s = f"{100 * rnd:5.1f}%" if rnd is not None else "    -"
     lines.append(f"{parts[1][:-4]:7s} {parts[2]:9s} {100 * results[key]:5.1f}%   "
                  f"{rnd_s}")
+  for name in ("conv", "fc", "y"):  # DIM's reference MLP probe (config.mlp_ref)
+    key = f"mlp_ref/mlp_acc/{name}"
+    if key in results:
+      rnd = results.get(f"mlp_ref/random_mlp_acc/{name}")
+      rnd_s = f"{100 * rnd:5.1f}%" if rnd is not None else "    -"
+      lines.append(f"mlp_ref {name:9s} {100 * results[key]:5.1f}%   {rnd_s}")
+  suite = [k.split("/")[1] for k in results
+           if k.startswith("suite/") and not k.startswith("suite/random_")]
+  for name in suite:  # I(X; Y), NDM, prior statistics (config.suite)
+    rnd = results.get(f"suite/random_{name}")
+    rnd_s = f"{rnd:8.4f}" if rnd is not None else "       -"
+    lines.append(f"suite   {name:17s} {results['suite/' + name]:8.4f}  {rnd_s}")
   return "\n".join(lines)
 
 
@@ -423,14 +599,19 @@ def build(config, *, seed: int):
   """Deep InfoMax (Hjelm et al. 2019) as a `Method`.
 
   `config.dim`: `estimator` (jsd / infonce / dv), weights `alpha` (global),
-  `beta` (local), `gamma` (prior), `prior_encoder_loss`, `local_contrast`,
-  `crop_size` (random crops in training, centre crops for the probes),
-  `flip`; `config.critic` holds the critic / discriminator sizes. Features:
-  the encoder's `conv`, `fc` and `y` (Y is the primary one); raw baseline:
-  the (centre-cropped) image pixels.
+  `beta` (local), `gamma` (prior), `prior_encoder_loss` ("non_saturating",
+  default, or "minimax"), `prior_gp` (discriminator gradient penalty, 1.0),
+  `occlusion` (block side, 0 = off), `local_contrast`, `crop_size` (random
+  crops in training, centre crops for the probes), `flip`; `config.critic`
+  holds the critic / discriminator sizes and `local_critic` ("reference" or
+  "plain"). Features: the encoder's `conv`, `fc` and `y` (Y is the primary
+  one); raw baseline: the (centre-cropped) image pixels. Optional
+  evaluations: with a `config.mlp_ref` node, DIM's reference MLP probe
+  (`mlp_ref/mlp_acc/{conv,fc,y}`); with a `config.suite` node, I(X; Y), NDM
+  and the prior statistics (`suite/...`), see `mi_jax.evaluation.dim_suite`.
   """
   from mi_jax.objectives import _images  # pylint: disable=g-import-not-at-top
-  from mi_jax.objectives._method import Method  # pylint: disable=g-import-not-at-top
+  from mi_jax.objectives._method import Evaluation, Method  # pylint: disable=g-import-not-at-top
   d = config.get("dim")
   if not hasattr(d, "estimator"):
     raise ValueError("DIM's options live under config.dim (estimator, alpha, "
@@ -446,7 +627,8 @@ def build(config, *, seed: int):
   loss_fn = make_dim_loss(
       estimator=d.estimator, alpha=d.alpha, beta=d.beta, gamma=d.gamma,
       crop_size=crop, flip=d.get("flip", False),
-      prior_encoder_loss=d.get("prior_encoder_loss", "minimax"),
+      prior_encoder_loss=d.get("prior_encoder_loss", "non_saturating"),
+      prior_gp=d.get("prior_gp", 1.0), occlusion=d.get("occlusion", 0),
       local_contrast=d.get("local_contrast", "locations"))
 
   def features(model, images):
@@ -456,12 +638,33 @@ def build(config, *, seed: int):
   def pixels(images):
     return center_crop(images, crop)
 
+  def input_and_code(model, images):  # the suite's [X | Y] rows
+    x = center_crop(images, crop)
+    return jnp.concatenate([x.reshape(x.shape[0], -1),
+                            model.encoder.encode(x)["y"]], axis=-1)
+
+  labelled = dict(
+      inputs={"train": probe_train["image"], "test": probe_test["image"]},
+      labels={"train": np.asarray(probe_train["label"]),
+              "test": np.asarray(probe_test["label"])})
+  evaluations = [_images.probe_evaluation(
+      features, probe_train, probe_test, raw_features=pixels,
+      raw_name="pixel", primary="y")]
+  if "mlp_ref" in config:  # DIM's reference MLP probe on conv / fc / y
+    evaluations.append(Evaluation(
+        **labelled, features=features, protocol="reference_mlp",
+        name="mlp_ref", primary="y"))
+  if "suite" in config:  # I(X; Y), NDM, prior statistics on the test split
+    evaluations.append(Evaluation(
+        inputs={"test": probe_test["image"]},
+        labels={"test": np.asarray(probe_test["label"])},
+        features=input_and_code, protocol="dim_suite", name="suite",
+        options={"code_dim": int(config.encoder.kwargs.code_dim)}))
+
   return Method(
       model=init_model(seed), loss_fn=loss_fn, train_data=train_data,
       heldout_batches=_images.split_batches(probe_test, config.batch_size),
-      evaluations=[_images.probe_evaluation(
-          features, probe_train, probe_test, raw_features=pixels,
-          raw_name="pixel", primary="y")],
+      evaluations=evaluations,
       bound_key="mi_local" if d.beta else "mi_global",
       title=(f"{config.dataset}: DIM {d.estimator} alpha={d.alpha} "
              f"beta={d.beta} gamma={d.gamma}, {config.encoder.name}"),

@@ -1,0 +1,127 @@
+"""Tables (markdown) and the prior-matching figure from full_mnist.py's results.
+
+  python experiments/dim/tables.py experiments/dim/results
+
+Prints the tables of docs/dim.md and writes docs/figures/dim_prior_matching.png.
+"""
+
+import glob
+import json
+import os
+import sys
+
+import numpy as np
+
+ROWS = [("G", "DIM(G), no prior"), ("G_prior", "DIM(G), prior (gamma 1)"),
+        ("L", "DIM(L), no prior"), ("L_prior", "DIM(L), prior (gamma 0.1)"),
+        ("LG", "DIM(L+G), no prior"), ("LG_prior", "DIM(L+G), prior (gamma 0.1)"),
+        ("L_prior_nce", "DIM(L) InfoNCE, prior"), ("L_prior_dv", "DIM(L) DV, prior"),
+        ("L_prior_minimax", "DIM(L), prior minimax, no GP"),
+        ("L_prior_plain", "DIM(L), prior, former critic"),
+        ("L_prior_occlusion", "DIM(L), prior, occlusion 14x14"),
+        ("L_prior_b32", "DIM(L), prior, batch 32"),
+        ("L_prior_b128", "DIM(L), prior, batch 128"),
+        ("P", "prior only (gamma 1), non-saturating + GP"),
+        ("P_minimax", "prior only (gamma 1), minimax, no GP"),
+        ("random", "random encoder (BN calibrated)")]
+
+
+def ms(values, scale=1.0, digits=1):
+  v = scale * np.asarray(values, np.float64)
+  if np.all(np.isnan(v)):
+    return "-"
+  return f"{np.nanmean(v):.{digits}f} ± {np.nanstd(v):.{digits}f}"
+
+
+def load(folder):
+  out = {}
+  for path in glob.glob(os.path.join(folder, "*.json")):
+    if path.endswith(".train.json"):
+      continue
+    with open(path) as f:
+      r = json.load(f)
+    out[r["variant"]] = r
+  return out
+
+
+def col(r, key):
+  return [res.get(key, np.nan) for res in r["results"]]
+
+
+def chunk_curve(r, key):
+  """[chunks, seeds]: full_mnist.py stores, per chunk of `chunk` steps, the
+  mean of each seed's training metric over the chunk."""
+  vals = [c[key] for c in r.get("curves", []) if key in c]
+  return np.asarray(vals, np.float64) if vals else None
+
+
+def final_train(r, key):
+  """Mean over seeds of the last chunk's (last 50 steps') mean."""
+  v = chunk_curve(r, key)
+  return float(v[-1].mean()) if v is not None else np.nan
+
+
+def main(folder):
+  runs = load(folder)
+  print("| variant | steps | conv lin | fc lin | Y lin | conv MLP | fc MLP | Y MLP |")
+  print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+  for key, name in ROWS:
+    if key not in runs:
+      continue
+    r = runs[key]
+    print(f"| {name} | {r['steps']} | " + " | ".join(
+        ms(col(r, f"{k}/{f}"), 100) for k in ("linear", "mlp")
+        for f in ("conv", "fc", "y")) + " |")
+  print()
+  print("| variant | I(X;Y) MINE | NDM (DV) | NDM held-out acc | JS(codes‖U) | held-out D acc | mean ‖Y‖ | sat. frac | train D acc (last 50 steps) | train bound(s), last 50 steps |")
+  print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+  for key, name in ROWS:
+    if key not in runs:
+      continue
+    r = runs[key]
+    bounds = ", ".join(f"{b} {final_train(r, b):.2f}" for b in ("mi_local", "mi_global")
+                       if not np.isnan(final_train(r, b)))
+    print(f"| {name} | {ms(col(r, 'mi_xy'), digits=2)} | {ms(col(r, 'ndm'), digits=1)} | {ms(col(r, 'ndm_heldout_acc'), digits=3)} | "
+          f"{ms(col(r, 'prior_js'), digits=3)} | {ms(col(r, 'prior_heldout_acc'), digits=3)} | "
+          f"{ms(col(r, 'y_norm'), digits=1)} | {ms(col(r, 'code_saturated'), digits=4)} | "
+          f"{'-' if np.isnan(final_train(r, 'prior_acc')) else format(final_train(r, 'prior_acc'), '.3f')} | {bounds or '-'} |")
+  print()
+  for key, r in sorted(runs.items()):
+    print(f"{key}: train {r['train_seconds']:.0f} s, eval {r['eval_seconds']:.0f} s "
+          f"({len(r['seeds'])} seeds)")
+  figure(runs, "docs/figures/dim_prior_matching.png")
+
+
+def figure(runs, path):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+  for key, name in ROWS:
+    r = runs.get(key)
+    if r is None or not r.get("curves"):
+      continue
+    for ax, metric in zip(axes, ("prior_acc", "y_norm", "code_saturated")):
+      v = chunk_curve(r, metric)
+      if v is None:
+        continue
+      steps = 50 * np.arange(1, len(v) + 1)
+      line, = ax.plot(steps, v.mean(1), label=name, lw=1.2, marker=".")
+      ax.fill_between(steps, v.min(1), v.max(1), color=line.get_color(),
+                      alpha=0.15)
+  axes[0].set_title("prior D accuracy (training batches)")
+  axes[1].set_title("mean ||Y||")
+  axes[2].set_title("fraction of sigmoid(Y) outside [0.01, 0.99]")
+  for ax in axes:
+    ax.set_xlabel("step")
+  axes[0].legend(fontsize=7)
+  fig.suptitle("DIM on full MNIST: means over each 50 steps, mean (line) and "
+               "range (band) over 3 seeds")
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  fig.savefig(path, dpi=110)
+  print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+  main(sys.argv[1] if len(sys.argv) > 1 else "experiments/dim/results")
