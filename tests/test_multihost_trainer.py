@@ -92,5 +92,11 @@ def test_trainer_two_processes_match_one_process(tmp_path):
       ckpt.close()
     (s_multi, it_multi), (s_single, it_single) = restored
     assert it_multi == it_single and int(s_multi.step) == step
-    for a, b in zip(jax.tree.leaves(s_multi), jax.tree.leaves(s_single)):
-      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # g2's last bias has a zero gradient up to rounding (InfoNCE's row
+    # softmax ignores it), which Adam turns into lr-sized (1e-4) steps whose
+    # sign follows the reduction order (see tests/test_scale_trainer.py).
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(s_multi),
+                            jax.tree.leaves(s_single)):
+      free = "['g2']['layers'][1]['bias']" in jax.tree_util.keystr(path)
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=4e-4 if free else 1e-6,
+                                 err_msg=jax.tree_util.keystr(path))
