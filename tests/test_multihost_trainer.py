@@ -46,13 +46,30 @@ def _two_processes(workdir):
       if p.poll() is None:
         p.kill()
         p.wait()
-  for p, log in zip(procs, logs):
-    assert p.returncode == 0, f"worker failed (rc={p.returncode}):\n{log[-3000:]}"
+  return [(p.returncode, log) for p, log in zip(procs, logs)]
+
+
+def _two_processes_retrying(workdir):
+  """One retry (fresh workdir) when Gloo's TCP pairing timed out.
+
+  Gloo connects the two processes at their first collective; on a machine so
+  loaded that one worker is still compiling 30 s after the other, the pairing
+  times out (`Gloo context initialization failed ... Connect timeout`), a
+  start-up race, not a result of the code under test.
+  """
+  results = _two_processes(workdir)
+  if any(rc and "Gloo context initialization failed" in log
+         for rc, log in results):
+    results = _two_processes(workdir + "_retry")
+    workdir += "_retry"
+  for rc, log in results:
+    assert rc == 0, f"worker failed (rc={rc}):\n{log[-3000:]}"
+  return workdir
 
 
 def test_trainer_two_processes_match_one_process(tmp_path):
   multi, single = str(tmp_path / "multi"), str(tmp_path / "single")
-  _two_processes(multi)
+  multi = _two_processes_retrying(multi)
   config = config_lib.apply_overrides(config_lib.load_config(), OVERRIDES)
   ref = loop.train(config, single, final_eval=False)
   rows = [metrics_lib.read_jsonl(os.path.join(d, "metrics.jsonl"))
@@ -75,5 +92,11 @@ def test_trainer_two_processes_match_one_process(tmp_path):
       ckpt.close()
     (s_multi, it_multi), (s_single, it_single) = restored
     assert it_multi == it_single and int(s_multi.step) == step
-    for a, b in zip(jax.tree.leaves(s_multi), jax.tree.leaves(s_single)):
-      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # g2's last bias has a zero gradient up to rounding (InfoNCE's row
+    # softmax ignores it), which Adam turns into lr-sized (1e-4) steps whose
+    # sign follows the reduction order (see tests/test_scale_trainer.py).
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(s_multi),
+                            jax.tree.leaves(s_single)):
+      free = "['g2']['layers'][1]['bias']" in jax.tree_util.keystr(path)
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=4e-4 if free else 1e-6,
+                                 err_msg=jax.tree_util.keystr(path))

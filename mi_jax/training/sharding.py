@@ -146,7 +146,7 @@ def fsdp_axis(mesh: jax.sharding.Mesh) -> str:
 
 def fsdp_spec(shape: Sequence[int], axis_size: int, axis: str,
               min_size: int = 2**12) -> P:
-  """PartitionSpec of one leaf: its largest dim divisible by `axis_size` on `axis`.
+  """PartitionSpec of one leaf: its largest axis divisible by `axis_size` on `axis`.
 
   Leaves with fewer than `min_size` elements (biases, scalars, BatchNorm
   scales), or with no divisible dimension, stay replicated (`P()`).
