@@ -86,6 +86,27 @@ def main(folder):
           f"{ms(col(r, 'y_norm'), digits=1)} | {ms(col(r, 'code_saturated'), digits=4)} | "
           f"{'-' if np.isnan(final_train(r, 'prior_acc')) else format(final_train(r, 'prior_acc'), '.3f')} | {bounds or '-'} |")
   print()
+  trained = {}
+  for path in glob.glob(os.path.join(folder, "*.train.json")):
+    with open(path) as f:
+      r = json.load(f)
+    trained[r["variant"]] = r
+  print("| variant (training side) | train bound(s), last 50 steps, mean ± std over seeds | D_hat | D acc | mean ‖Y‖ | sat. frac | train wall s |")
+  print("| --- | --- | --- | --- | --- | --- | --- |")
+  for key, name in ROWS:
+    r = trained.get(key)
+    if r is None or not r["curves"]:
+      continue
+    def last(k):
+      v = chunk_curve(r, k)
+      return None if v is None else v[-1]
+    bounds = ", ".join(f"{b} {ms(last(b), digits=3)}" for b in ("mi_local", "mi_global")
+                       if last(b) is not None)
+    cells = [ms(last(k), digits=3) if last(k) is not None else "-"
+             for k in ("prior_d", "prior_acc", "y_norm", "code_saturated")]
+    print(f"| {name} | {bounds or '-'} | " + " | ".join(cells)
+          + f" | {r['train_seconds']:.0f} |")
+  print()
   for key, r in sorted(runs.items()):
     print(f"{key}: train {r['train_seconds']:.0f} s, eval {r['eval_seconds']:.0f} s "
           f"({len(r['seeds'])} seeds)")
