@@ -110,15 +110,16 @@ def main(folder):
   for key, r in sorted(runs.items()):
     print(f"{key}: train {r['train_seconds']:.0f} s, eval {r['eval_seconds']:.0f} s "
           f"({len(r['seeds'])} seeds)")
-  figure(runs, "docs/figures/dim_prior_matching.png")
+  figure(trained, "docs/figures/dim_prior_matching.png")
 
 
 def figure(runs, path):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-  for key, name in ROWS:
+  fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+  colors = plt.cm.tab20.colors[::2] + plt.cm.tab20.colors[1::2]
+  for i, (key, name) in enumerate(ROWS):
     r = runs.get(key)
     if r is None or not r.get("curves"):
       continue
@@ -127,15 +128,16 @@ def figure(runs, path):
       if v is None:
         continue
       steps = 50 * np.arange(1, len(v) + 1)
-      line, = ax.plot(steps, v.mean(1), label=name, lw=1.2, marker=".")
-      ax.fill_between(steps, v.min(1), v.max(1), color=line.get_color(),
-                      alpha=0.15)
+      color = colors[i % len(colors)]
+      ax.plot(steps, v.mean(1), label=name, lw=1.2, marker=".", color=color)
+      ax.fill_between(steps, v.min(1), v.max(1), color=color, alpha=0.15)
   axes[0].set_title("prior D accuracy (training batches)")
   axes[1].set_title("mean ||Y||")
   axes[2].set_title("fraction of sigmoid(Y) outside [0.01, 0.99]")
   for ax in axes:
     ax.set_xlabel("step")
-  axes[0].legend(fontsize=7)
+  for ax in axes:
+    ax.legend(fontsize=6)
   fig.suptitle("DIM on full MNIST: means over each 50 steps, mean (line) and "
                "range (band) over 3 seeds")
   fig.tight_layout()
