@@ -108,7 +108,7 @@ def main(folder):
           + f" | {r['train_seconds']:.0f} |")
   print()
   for key, r in sorted(runs.items()):
-    print(f"{key}: train {r['train_seconds']:.0f} s, eval {r['eval_seconds']:.0f} s "
+    print(f"- {key}: train {r['train_seconds']:.0f} s, eval {r['eval_seconds']:.0f} s "
           f"({len(r['seeds'])} seeds)")
   figure(trained, "docs/figures/dim_prior_matching.png")
 
