@@ -86,18 +86,40 @@ def main(folder):
           f"{ms(col(r, 'y_norm'), digits=1)} | {ms(col(r, 'code_saturated'), digits=4)} | "
           f"{'-' if np.isnan(final_train(r, 'prior_acc')) else format(final_train(r, 'prior_acc'), '.3f')} | {bounds or '-'} |")
   print()
+  trained = {}
+  for path in glob.glob(os.path.join(folder, "*.train.json")):
+    with open(path) as f:
+      r = json.load(f)
+    trained[r["variant"]] = r
+  print("| variant (training side) | train bound(s), last 50 steps, mean ± std over seeds | D_hat | D acc | mean ‖Y‖ | sat. frac | train wall s |")
+  print("| --- | --- | --- | --- | --- | --- | --- |")
+  for key, name in ROWS:
+    r = trained.get(key)
+    if r is None or not r["curves"]:
+      continue
+    def last(k):
+      v = chunk_curve(r, k)
+      return None if v is None else v[-1]
+    bounds = ", ".join(f"{b} {ms(last(b), digits=3)}" for b in ("mi_local", "mi_global")
+                       if last(b) is not None)
+    cells = [ms(last(k), digits=3) if last(k) is not None else "-"
+             for k in ("prior_d", "prior_acc", "y_norm", "code_saturated")]
+    print(f"| {name} | {bounds or '-'} | " + " | ".join(cells)
+          + f" | {r['train_seconds']:.0f} |")
+  print()
   for key, r in sorted(runs.items()):
-    print(f"{key}: train {r['train_seconds']:.0f} s, eval {r['eval_seconds']:.0f} s "
+    print(f"- {key}: train {r['train_seconds']:.0f} s, eval {r['eval_seconds']:.0f} s "
           f"({len(r['seeds'])} seeds)")
-  figure(runs, "docs/figures/dim_prior_matching.png")
+  figure(trained, "docs/figures/dim_prior_matching.png")
 
 
 def figure(runs, path):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-  for key, name in ROWS:
+  fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+  colors = plt.cm.tab20.colors[::2] + plt.cm.tab20.colors[1::2]
+  for i, (key, name) in enumerate(ROWS):
     r = runs.get(key)
     if r is None or not r.get("curves"):
       continue
@@ -106,15 +128,16 @@ def figure(runs, path):
       if v is None:
         continue
       steps = 50 * np.arange(1, len(v) + 1)
-      line, = ax.plot(steps, v.mean(1), label=name, lw=1.2, marker=".")
-      ax.fill_between(steps, v.min(1), v.max(1), color=line.get_color(),
-                      alpha=0.15)
+      color = colors[i % len(colors)]
+      ax.plot(steps, v.mean(1), label=name, lw=1.2, marker=".", color=color)
+      ax.fill_between(steps, v.min(1), v.max(1), color=color, alpha=0.15)
   axes[0].set_title("prior D accuracy (training batches)")
   axes[1].set_title("mean ||Y||")
   axes[2].set_title("fraction of sigmoid(Y) outside [0.01, 0.99]")
   for ax in axes:
     ax.set_xlabel("step")
-  axes[0].legend(fontsize=7)
+  for ax in axes:
+    ax.legend(fontsize=6)
   fig.suptitle("DIM on full MNIST: means over each 50 steps, mean (line) and "
                "range (band) over 3 seeds")
   fig.tight_layout()

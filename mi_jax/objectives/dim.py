@@ -15,8 +15,10 @@ where each I is a bound from `mi_jax.bounds` ("jsd", "infonce", "dv") on a
 score matrix with positives marked by a mask:
 
 - local: an encode-and-dot critic,
-  scores_BMxB[(b, m), j] = l(C_m(x_b)) . g(y_j), with l = 1x1 convolutions
-  on the map and g = an MLP on Y; row (b, m) is positive at column b. JSD and
+  scores_BMxB[(b, m), j] = l(C_m(x_b)) . g(y_j), with l and g the reference
+  code's embedding (`MIEmbedding`: 1x1 convs with BN, a noisy-identity
+  shortcut and a final LayerNorm) on the map and on Y; row (b, m) is
+  positive at column b. JSD and
   DV pool all positives and all negatives, so they read the matrix either
   way. InfoNCE has a direction
   (`local_contrast`): "locations" (the paper's eq. 5 and its code) contrasts
@@ -29,10 +31,11 @@ score matrix with positives marked by a mask:
   an MLP discriminator (a `mi_jax.critics.ConcatMLP`): scores_BxB, positives on
   the diagonal.
 - prior: D_hat = E_v~U[0,1]^d [log D(v)] + E_x [log(1 - D(sigmoid(Y)))]. The
-  discriminator D maximises D_hat, the encoder minimises it. Both happen in one
-  gradient step: sigmoid(Y) enters D through `grad_reverse`, an identity whose
-  backward pass negates the gradient, so descent on `-gamma * D_hat` is ascent
-  for D's weights and descent for the encoder's.
+  discriminator D maximises D_hat minus a gradient penalty; the encoder
+  minimises -E log D(sigmoid(Y)) (non-saturating, the default, as the
+  reference code) or D_hat itself (minimax, the paper's eq. 7: sigmoid(Y)
+  enters D through `grad_reverse`, an identity whose backward pass negates
+  the gradient). All in one gradient step of one loss; see `dim_loss`.
 """
 
 import functools
