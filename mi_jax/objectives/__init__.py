@@ -12,3 +12,5 @@ from mi_jax.objectives._method import (
 from mi_jax.objectives.dim import DIMModel, dim_loss, make_dim_loss, make_dim_model
 from mi_jax.objectives.multiview import (
     MultiviewModel, make_multiview_loss, multiview_loss)
+from mi_jax.objectives.cmc import CMCModel, MemoryBank, cmc_loss, make_cmc_loss
+from mi_jax.objectives.cpc import CPCModel, cpc_loss, make_cpc_loss
