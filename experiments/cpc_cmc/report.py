@@ -40,7 +40,7 @@ def _stat(values) -> str:
 
 
 def table(runs: dict) -> str:
-  rows = ["| method | probe | learned | raw input | random encoder | seeds | steps | wall (s) |",
+  rows = ["| method | probe | learned | raw input | random encoder | seeds | steps | mean wall per run (s, loaded CPU) |",
           "| --- | --- | --- | --- | --- | --- | --- | --- |"]
   for name in NAMES:
     if name not in runs:
