@@ -15,3 +15,5 @@ from mi_jax.objectives.multiview import (
     MultiviewModel, make_multiview_loss, multiview_loss)
 from mi_jax.objectives.infograph import (
     InfoGraphModel, infograph_loss, infograph_mask)
+from mi_jax.objectives.cmc import CMCModel, MemoryBank, cmc_loss, make_cmc_loss
+from mi_jax.objectives.cpc import CPCModel, cpc_loss, make_cpc_loss
