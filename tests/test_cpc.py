@@ -156,6 +156,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(CASES))
 def test_sharded_step_equals_single_device_and_learns(kind):
   model_fn, batch_fn, loss_fn = CASES[kind]
@@ -182,6 +183,7 @@ def test_sharded_step_equals_single_device_and_learns(kind):
   assert set(m1) >= {"mi", "acc/k1", "logloss/k2", "infonce/k2"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(CASES))
 def test_vmapped_seeds_equal_each_seed_alone(kind):
   model_fn, batch_fn, loss_fn = CASES[kind]

@@ -144,6 +144,7 @@ def test_fit_seeds_vmapped_equals_one_seed_and_stops_early():
 
 @pytest.mark.skipif(not shared.available("planetoid/cora.npz"),
                     reason="../shared/data/planetoid not available")
+@pytest.mark.slow
 def test_mi_jax_train_runs_dgi_on_cora(tmp_path, capsys):
   assert cli.main([
       "train", "--config", os.path.join(CONFIGS, "dgi_cora.py"),

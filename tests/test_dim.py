@@ -246,6 +246,7 @@ _TINY = [
 ]
 
 
+@pytest.mark.slow
 def test_mi_jax_train_runs_a_dim_config(tmp_path, capsys, monkeypatch):
   """`mi-jax train --config experiments/configs/dim_mnist5k.py` end to end (tiny
   sizes, 4 steps): checkpoints, metrics, the local bound held out, linear / MLP
@@ -323,6 +324,7 @@ def test_dim_config_needs_dim_options():
     run_lib.build_run(ml_collections.ConfigDict(fields))
 
 
+@pytest.mark.slow
 def test_dim_local_beats_random_encoder_on_mnist5k(tmp_path):
   """DIM(L) (alpha=0, beta=1, gamma=0.1, InfoNCE), 200 steps of a small encoder
   (conv 16-32-64, fc 128, Y 64) on the embedded MNIST-5k, trained by the
@@ -426,6 +428,7 @@ def test_local_infonce_direction_matches_loop_reference(direction):
   np.testing.assert_allclose(loss, -ref, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_sharded_step_matches_single_device():
   """The DIM train step sharded over 8 (fake) devices = the one-device step."""
   from mi_jax.training import init_train_state, make_train_step, sharding

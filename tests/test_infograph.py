@@ -118,6 +118,7 @@ def test_wl_features_and_svm_folds():
 
 @pytest.mark.skipif(not shared.available("tu/MUTAG/MUTAG.txt"),
                     reason="../shared/data/tu not available")
+@pytest.mark.slow
 def test_mi_jax_train_runs_infograph_on_mutag(tmp_path, capsys):
   config = os.path.join(os.path.dirname(__file__), "..", "experiments",
                         "configs", "infograph_mutag.py")
