@@ -215,3 +215,59 @@ def test_negatives_argument_is_checked():
     mi_jax.estimate(x, x, batch_size=8, negatives=8)
   with pytest.raises(ValueError, match="mask"):
     mi_jax.estimate(x, x, batch_size=8, negatives=3, bound="interpolated")
+
+
+def test_candidates_pick_the_best_validation_value(data):
+  """critic_options=[a, b]: both trained, the best validation value wins;
+  the first candidate uses the same batches as critic_options=a alone."""
+  x, y = data
+  kw = dict(bound="infonce", critic="concat", batch_size=64, steps=200,
+            eval_every=100, patience=None, weight_decay=0.0)
+  a, b = {"hidden": (8,)}, {"hidden": (8,), "square_features": True}
+  alone = mi_jax.estimate(x, y, critic_options=a, **kw)
+  both = mi_jax.estimate(x, y, critic_options=[a, b], **kw)
+  assert both.candidate_values[0] == np.max(alone.curve_heldout)
+  assert len(both.candidate_values) == 2
+  pick = int(np.argmax(both.candidate_values))
+  assert both.critic_options == [a, b][pick]
+  assert np.max(both.curve_heldout) == both.candidate_values[pick]
+  if pick == 0:
+    assert both.mi == alone.mi
+  with pytest.raises(ValueError, match="critic_options"):
+    mi_jax.estimate(x, y, critic_options=[], **kw)
+
+
+def test_ensemble_reads_out_the_members_mean_score():
+  """ensemble=E: the read-out is the bound on 1/E sum_e T_e (float64 check),
+  dense (concat) and memory-linear blocked (separable, n > 4,096)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from mi_jax import training  # pylint: disable=g-import-not-at-top
+  from mi_jax.estimation import _neural  # pylint: disable=g-import-not-at-top
+
+  def infonce64(s):
+    s = np.asarray(s, np.float64)
+    m = s.max(1, keepdims=True)
+    lse = np.log(np.exp(s - m).sum(1)) + m[:, 0]
+    return float(np.mean(np.diag(s) - lse) + math.log(len(s)))
+
+  rng = np.random.default_rng(0)
+  for critic, opts, n in (("concat", (("hidden", (8,)),), 40),
+                          ("separable", (("hidden", (8,)), ("out_dim", 4)),
+                           _neural.DENSE_READOUT_MAX + 3)):
+    c = _neural._compiled("infonce", (), critic, opts, 2, 3)
+    keys = jax.random.split(jax.random.key(0), 3)
+    state = c.init(keys, 1e-3, 0.0)
+    noise = jax.random.key(1)
+    state = state.replace(params=jax.tree.map(
+        lambda p: p + 0.3 * jax.random.normal(noise, p.shape, p.dtype),
+        state.params))
+    x = rng.normal(size=(n, 2)).astype(np.float32)
+    y = rng.normal(size=(n, 3)).astype(np.float32)
+    mean_s = 0.0
+    for e in range(3):
+      one = training.unstack_state(state, e)
+      model = training.merge_model(c.graphdef, one.params, one.rest)
+      mean_s = mean_s + np.asarray(model(jnp.asarray(x), jnp.asarray(y)),
+                                   np.float64) / 3
+    got = float(c.full_readout(state, jnp.asarray(x), jnp.asarray(y)))
+    assert got == pytest.approx(infonce64(mean_s), abs=2e-4), critic

@@ -42,6 +42,12 @@ REFERENCE = {
 }
 
 
+def _options(r):
+  """The read-out critic's options, e.g. 'hidden=(64,) square_features'."""
+  return " ".join(k if v is True else f"{k}={v}"
+                  for k, v in r.critic_options.items()) or "-"
+
+
 def run(task, n, seed, kwargs):
   x, y = task.sample(n, seed=seed)
   t0 = time.perf_counter()
@@ -77,8 +83,8 @@ def main(argv=None):
   if args.skip_table:
     rows = []
   print("| task | true MI | mi_jax default | error | reference [1] | "
-        "closer? | flags | s |")
-  print("|---|---|---|---|---|---|---|---|")
+        "closer? | flags | read-out critic | s |")
+  print("|---|---|---|---|---|---|---|---|---|")
   closer = within = 0
   for task in rows:
     r, secs = run(task, args.n, args.seed, kwargs)
@@ -90,7 +96,8 @@ def main(argv=None):
     closer += better == "yes"
     print(f"| {task.name} | {task.mi:.3f} | {r.mi:.3f} ± {r.stderr:.3f} | "
           f"{100 * err:+.1f}% | {'-' if ref is None else f'{ref:.3f}'} | "
-          f"{better} | {','.join(r.flags) or '-'} | {secs:.1f} |",
+          f"{better} | {','.join(r.flags) or '-'} | {_options(r)} | "
+          f"{secs:.1f} |",
           flush=True)
   print(f"\nwithin 10%: {within}/{len(rows)}; closer than the reference: "
         f"{closer}/{sum(t.name in REFERENCE for t in rows)}")

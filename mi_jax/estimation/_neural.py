@@ -67,6 +67,9 @@ class EstimateResult:
     heldout_batch_mean: mean bound over M random size-K test batches.
     train_batch_mean: the same read-out on M random size-K training batches
       at the same parameters (the "heldout_above_train" flag compares them).
+    critic_options: the critic options read out (the chosen candidate when
+      several were given).
+    candidate_values: best validation value of each candidate, in order.
   """
   mi: float
   stderr: float
@@ -85,6 +88,8 @@ class EstimateResult:
   skipped_steps: int = 0
   heldout_batch_mean: float = float("nan")
   train_batch_mean: float = float("nan")
+  critic_options: dict = dataclasses.field(default_factory=dict)
+  candidate_values: tuple = ()
 
   @property
   def still_rising(self) -> bool:
@@ -239,11 +244,17 @@ def _zero_output_layer(critic):
 # Defaults of estimate() per critic: sized for 10-100k samples of 1-50 dims,
 # fast on a CPU; an embedding width >= the data dimension lets a separable
 # critic represent the Gaussian cross term x^T W y.
+# A list of option dicts is a list of candidates: each is trained and the one
+# with the best validation value is read out (see `estimate`). concat: a
+# 64-unit critic on x, y and one on [x, x^2], [y, y^2] (the pair costs what
+# one 128-unit critic does).
 DEFAULT_CRITIC_OPTIONS = {
     "separable": {"hidden": (128,), "out_dim": 32},
-    "concat": {"hidden": (128,)},
+    "concat": ({"hidden": (64,)}, {"hidden": (64,), "square_features": True}),
     "concat+separable": {"hidden": (128,)},
 }
+# weight_decay=None: AdamW's decoupled weight decay per critic (else 0).
+DEFAULT_WEIGHT_DECAY = {"concat": 1.0}
 # A concat critic plus a separable one, their scores added.
 HYBRID = "concat+separable"
 # negatives="auto": negatives per row in training, per critic (None: all K-1).
@@ -266,6 +277,21 @@ def _row_chunked_scores(model, x_NxDx, y_MxDy, rows):
   return s.reshape(-1, y_MxDy.shape[0])[:n]
 
 
+class _Fit(NamedTuple):
+  """One trained candidate of `estimate` (see `fit` there)."""
+  compiled: Any
+  options: dict
+  best_state: Any
+  best: float
+  flags: list
+  steps: int
+  skipped: int
+  stopped_early: bool
+  curve_steps: np.ndarray
+  curve_train: np.ndarray
+  curve_valid: np.ndarray
+
+
 class Compiled(NamedTuple):
   """The pieces of one estimate() configuration (see `_compiled`)."""
   objective: Any
@@ -277,18 +303,35 @@ class Compiled(NamedTuple):
   full_readout: Callable
 
 
+def _member_mean(graphdef, state, fn):
+  """Mean over the ensemble members (leading axis of `state`) of `fn(model)`.
+
+  `fn(model)` returns an array or None; members are merged one at a time
+  inside a `vmap`, so the ensemble's scores are the members' scores
+  averaged: T(x, y) = 1/E sum_e T_e(x, y).
+  """
+  out = jax.vmap(lambda p, r: fn(training.merge_model(graphdef, p, r)))(
+      state.params, state.rest)
+  return None if out is None else out.mean(0)
+
+
 @functools.lru_cache(maxsize=16)
 def _compiled(bound, bound_options, critic, critic_options, dim_x, dim_y,
               max_grad_norm=10.0):
-  # (negatives are a property of the batches: see `train_chunk`.)
+  # (negatives and the ensemble size are properties of the arguments.)
   """`Compiled` functions for one configuration.
 
   Cached across calls, so repeated estimates with one configuration compile
-  once (per data shape). `init(key, lr) -> TrainState` builds the model under
-  jit: eager initialisation would compile every initializer op separately.
-  Training uses the library's step (`mi_jax.training.make_train_step`: a
-  non-finite loss or gradient leaves the state unchanged) scanned over a
-  chunk of steps (`make_multi_step`).
+  once (per data shape and ensemble size). Every train state carries a
+  leading ensemble axis E (members trained independently, from their own
+  initialisations and batch orders); the read-outs score pairs with the
+  members' mean score. `init(keys_E, lr, wd) -> TrainState` builds the
+  models under jit: eager initialisation would compile every initializer op
+  separately. Training uses the library's step
+  (`mi_jax.training.make_train_step`: a non-finite loss or gradient leaves
+  the state unchanged) scanned over a chunk of steps (`make_multi_step`),
+  `lax.map`ped over the members (on a CPU a `vmap` would turn every matmul
+  into a slower batched one).
   """
   objective = _objective.make_objective(bound, dict(bound_options))
   build = lambda key: make_critic_model(objective, critic, dim_x, dim_y,
@@ -304,9 +347,10 @@ def _compiled(bound, bound_options, critic, critic_options, dim_x, dim_y,
   loss = _objective.loss_fn(objective)
   rows = 16 if critic in ("concat", "concat_mlp", HYBRID) else DENSE_READOUT_MAX
 
-  def train_chunk(state, x_train, y_train, batches, key):
-    """`batches`: idx_SxB, or (idx_SxB, offsets_SxM) for negative sampling:
-    row i is scored against columns (i + offsets) mod B, offsets[0] = 0."""
+  def train_chunk(state_E, x_train, y_train, batches_E, keys_E):
+    """`batches_E`: idx_ExSxB, or (idx_ExSxB, offsets_ExSxM) for negative
+    sampling: row i is scored against columns (i + offsets) mod B, offsets[0]
+    = 0."""
 
     def gather(model, batch, k):
       if isinstance(batch, tuple):
@@ -317,34 +361,49 @@ def _compiled(bound, bound_options, critic, critic_options, dim_x, dim_y,
       return loss(model, (x_train[batch], y_train[batch]), k)
 
     step = training.make_train_step(graphdef, tx, gather)
-    num = jax.tree.leaves(batches)[0].shape[0]
-    state, metrics = training.make_multi_step(step, num)(state, batches, key)
-    return state, metrics["value"], metrics["finite"]
+    num = jax.tree.leaves(batches_E)[0].shape[1]
+    multi = training.make_multi_step(step, num)
+    state_E, metrics = jax.lax.map(lambda a: multi(*a),
+                                   (state_E, batches_E, keys_E))
+    return state_E, metrics["value"], metrics["finite"]
 
-  def init(key, lr, weight_decay):
-    _, state = training.init_train_state(build(key), tx)
-    hyper = state.opt_state[1].hyperparams
-    hyper["learning_rate"] = jnp.asarray(lr, jnp.float32)
-    hyper["weight_decay"] = jnp.asarray(weight_decay, jnp.float32)
-    return state
+  def init(keys_E, lr, weight_decay):
+    def one(key):
+      _, state = training.init_train_state(build(key), tx)
+      hyper = state.opt_state[1].hyperparams
+      hyper["learning_rate"] = jnp.asarray(lr, jnp.float32)
+      hyper["weight_decay"] = jnp.asarray(weight_decay, jnp.float32)
+      return state
+    return jax.vmap(one)(keys_E)
 
-  def readout(state, x_MxBxDx, y_MxBxDy):
+  def scores_fn(state_E):
+    return lambda x, y: _member_mean(graphdef, state_E, lambda m: m(x, y))
+
+  def baseline_fn(state_E, x):
+    return _member_mean(graphdef, state_E, lambda m: m.log_baseline(x))
+
+  def readout(state_E, x_MxBxDx, y_MxBxDy):
     """Bound per random size-K batch: `[M]`."""
-    model = training.merge_model(graphdef, state.params, state.rest)
+    score = scores_fn(state_E)
     return jax.lax.map(
-        lambda xy: objective.value(model(*xy), model.log_baseline(xy[0])),
+        lambda xy: objective.value(score(*xy), baseline_fn(state_E, xy[0])),
         (x_MxBxDx, y_MxBxDy))
 
-  def full_readout(state, x_NxDx, y_NxDy):
+  def full_readout(state_E, x_NxDx, y_NxDy):
     """Bound on the whole split: all N^2 pairs (InfoNCE with K = N)."""
-    model = training.merge_model(graphdef, state.params, state.rest)
     n = x_NxDx.shape[0]
     if n > DENSE_READOUT_MAX:  # memory-linear, separable critics only
+      # mean_e g_e(x).h_e(y) = [g_1 .. g_E](x) / E . [h_1 .. h_E](y)
+      emb = lambda f: jax.vmap(lambda p, r: f(training.merge_model(
+          graphdef, p, r)))(state_E.params, state_E.rest)
+      g_ExNxD = emb(lambda m: m.critic.g(m.features(x_NxDx)))
+      h_ExNxD = emb(lambda m: m.critic.h(m.features(y_NxDy)))
+      e = g_ExNxD.shape[0]
+      cat = lambda z: jnp.moveaxis(z, 0, 1).reshape(n, -1)
       fn = getattr(bounds.blocked, objective.blocked)
-      return fn(model.critic.g(model.features(x_NxDx)),
-                model.critic.h(model.features(y_NxDy)))
-    scores_NxN = _row_chunked_scores(model, x_NxDx, y_NxDy, rows)
-    return objective.value(scores_NxN, model.log_baseline(x_NxDx))
+      return fn(cat(g_ExNxD) / e, cat(h_ExNxD))
+    scores_NxN = _row_chunked_scores(scores_fn(state_E), x_NxDx, y_NxDy, rows)
+    return objective.value(scores_NxN, baseline_fn(state_E, x_NxDx))
 
   return Compiled(objective, graphdef, tx, jax.jit(init),
                   jax.jit(train_chunk, donate_argnums=0), jax.jit(readout),
@@ -456,7 +515,8 @@ def estimate(x, y, *, bound: str = "infonce", critic: str = "concat",
              bound_options: dict | None = None,
              critic_options: dict | None = None,
              negatives: int | None | str = "auto",
-             weight_decay: float = 0.0) -> EstimateResult:
+             weight_decay: float | None = None,
+             ensemble: int = 1) -> EstimateResult:
   """Neural variational estimate of I(X; Y) in nats, read out on held-out data.
 
   The samples are split at random into train (1 - holdout) and held-out
@@ -528,7 +588,8 @@ def estimate(x, y, *, bound: str = "infonce", critic: str = "concat",
   if not 0.0 < holdout < 1.0:
     raise ValueError(f"holdout must be a fraction in (0, 1); got {holdout}.")
   for name, v in (("batch_size", batch_size), ("steps", steps),
-                  ("eval_every", eval_every), ("eval_batches", eval_batches)):
+                  ("eval_every", eval_every), ("eval_batches", eval_batches),
+                  ("ensemble", ensemble)):
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
       raise ValueError(f"{name} must be a positive integer; got {v!r}.")
   if batch_size < 2:
@@ -569,6 +630,17 @@ def estimate(x, y, *, bound: str = "infonce", critic: str = "concat",
                      f"{critic!r}.")
   if critic_options is None:
     critic_options = DEFAULT_CRITIC_OPTIONS.get(critic, {})
+  if weight_decay is None:
+    weight_decay = DEFAULT_WEIGHT_DECAY.get(critic, 0.0)
+  if not (isinstance(weight_decay, (int, float)) and weight_decay >= 0):
+    raise ValueError(f"weight_decay must be a number >= 0; got "
+                     f"{weight_decay!r}.")
+  candidates = (list(critic_options) if isinstance(critic_options,
+                                                   (list, tuple))
+                else [critic_options])
+  if not candidates or not all(isinstance(o, dict) for o in candidates):
+    raise ValueError(f"critic_options must be a dict of critic options or a "
+                     f"non-empty list of such dicts; got {critic_options!r}.")
 
   rng = np.random.default_rng(seed)
   perm = rng.permutation(n)
@@ -596,60 +668,85 @@ def estimate(x, y, *, bound: str = "infonce", critic: str = "concat",
 
   n_chunks = -(-steps // eval_every)
   chunk = -(-steps // n_chunks)
-  config = (bound, _freeze(bound_options), critic, _freeze(critic_options),
-            dim_x, dim_y)
-  try:
-    hash(config)
-    build = _compiled  # cached: repeated calls skip compilation
-  except TypeError:  # unhashable options: build (and compile) afresh
-    build = _compiled.__wrapped__
-  c = build(*config)
-  objective = c.objective
   key = jax.random.key(seed)
-  state = c.init(key, lr, weight_decay)
-  full_valid = _can_read_full(objective, critic, n_valid, critic_options)
+  member_keys = lambda k: jnp.stack(
+      [k] + [jax.random.fold_in(k, e) for e in range(1, ensemble)])
+
+  def fit(options, batch_rng):
+    """Trains one critic configuration; returns its `_Fit`."""
+    config = (bound, _freeze(bound_options), critic, _freeze(options),
+              dim_x, dim_y)
+    try:
+      hash(config)
+      build = _compiled  # cached: repeated calls skip compilation
+    except TypeError:  # unhashable options: build (and compile) afresh
+      build = _compiled.__wrapped__
+    c = build(*config)
+    state = c.init(member_keys(key), lr, weight_decay)
+    full_valid = _can_read_full(c.objective, critic, n_valid, options)
+
+    def heldout_value(st):
+      if full_valid:
+        return float(c.full_readout(st, *valid_full))
+      return float(np.mean(np.asarray(c.readout(st, *valid), np.float64)))
+
+    flags = []
+    curve_steps, curve_train, curve_valid = [], [], []
+    best_state, best, since_best = None, -np.inf, 0
+    stopped_early = False
+    done = skipped = 0
+    for i in range(n_chunks):
+      batches = []
+      for _ in range(ensemble):  # each member its own batch order
+        idx = batch_indices(batch_rng, n_train, chunk, batch_size)
+        batches.append(idx if negatives is None else (
+            idx, negative_offsets(batch_rng, chunk, batch_size, negatives)))
+      batches = jax.tree.map(lambda *a: np.stack(a), *batches)
+      state, values_S, finite_S = c.train_chunk(
+          state, x_train, y_train, batches,
+          member_keys(jax.random.fold_in(key, i)))
+      finite_S = np.asarray(finite_S)
+      values_S = np.asarray(values_S, np.float64)[finite_S]
+      skipped += int((~finite_S).sum())
+      value = heldout_value(state) if finite_S.any() else float("nan")
+      if not np.isfinite(value):
+        flags.append(FLAG_DIVERGED)
+        break
+      done += chunk
+      curve_steps.append(done)
+      curve_train.append(float(values_S.mean()))
+      curve_valid.append(value)
+      if value > best:
+        best_state = state
+        # Keep the best state: the next chunk donates (reuses) `state`.
+        state = jax.tree.map(jnp.copy, state)
+      if value > best + min_delta:
+        best, since_best = value, 0
+      else:
+        best, since_best = max(best, value), since_best + 1
+      if patience is not None and since_best >= patience and i < n_chunks - 1:
+        stopped_early = True
+        break
+    return _Fit(c, options, state if best_state is None else best_state,
+                best, flags, done, skipped, stopped_early,
+                np.asarray(curve_steps, np.int64),
+                np.asarray(curve_train, np.float64),
+                np.asarray(curve_valid, np.float64))
+
+  fits = [fit(opts, rng if k == 0 else np.random.default_rng([seed, 2, k]))
+          for k, opts in enumerate(candidates)]
+  # The candidate with the best validation value (a diverged one never wins
+  # over a finite one: its `best` is -inf or its last finite value).
+  pick = max(range(len(fits)), key=lambda k: (
+      FLAG_DIVERGED not in fits[k].flags, fits[k].best))
+  f = fits[pick]
+  c, objective, best_state = f.compiled, f.compiled.objective, f.best_state
+  flags, done, skipped, stopped_early = (list(f.flags), f.steps, f.skipped,
+                                         f.stopped_early)
+  curve_steps, curve_train, curve_valid = f.curve_steps, f.curve_train, \
+      f.curve_valid
+  critic_options = f.options
   full_test = _can_read_full(objective, critic, n_test, critic_options)
-
-  def heldout_value(st):
-    if full_valid:
-      return float(c.full_readout(st, *valid_full))
-    return float(np.mean(np.asarray(c.readout(st, *valid), np.float64)))
-
-  flags = []
-  curve_steps, curve_train, curve_valid = [], [], []
-  best_state, best, since_best = None, -np.inf, 0
-  stopped_early = False
-  done = skipped = 0
-  for i in range(n_chunks):
-    batches = batch_indices(rng, n_train, chunk, batch_size)
-    if negatives is not None:
-      batches = (batches, negative_offsets(rng, chunk, batch_size, negatives))
-    state, values_S, finite_S = c.train_chunk(
-        state, x_train, y_train, batches, jax.random.fold_in(key, i))
-    finite_S = np.asarray(finite_S)
-    values_S = np.asarray(values_S, np.float64)[finite_S]
-    skipped += int((~finite_S).sum())
-    value = heldout_value(state) if finite_S.any() else float("nan")
-    if not np.isfinite(value):
-      flags.append(FLAG_DIVERGED)
-      break
-    done += chunk
-    curve_steps.append(done)
-    curve_train.append(float(values_S.mean()))
-    curve_valid.append(value)
-    if value > best:
-      best_state = state
-      # Keep the best state: the next chunk donates (reuses) `state`.
-      state = jax.tree.map(jnp.copy, state)
-    if value > best + min_delta:
-      best, since_best = value, 0
-    else:
-      best, since_best = max(best, value), since_best + 1
-    if patience is not None and since_best >= patience and i < n_chunks - 1:
-      stopped_early = True
-      break
-  if best_state is None:
-    best_state = state
 
   test_M = np.asarray(c.readout(best_state, *test), np.float64)
   train_M = np.asarray(c.readout(best_state, *train_batches), np.float64)
@@ -660,8 +757,6 @@ def estimate(x, y, *, bound: str = "infonce", critic: str = "concat",
   if not np.isfinite(test_M).all():
     mi = float("nan")
   stderr = _stderr(test_M, batch_size, n_test, mean_of_batches=not full_test)
-  curve_steps = np.asarray(curve_steps, np.int64)
-  curve_valid = np.asarray(curve_valid, np.float64)
   for flag in _implausible(mi, stderr, test_M, float(train_M.mean())):
     if flag not in flags:
       flags.append(flag)
@@ -681,4 +776,6 @@ def estimate(x, y, *, bound: str = "infonce", critic: str = "concat",
       flags=tuple(flags), batch_size=batch_size, n_train=n_train,
       n_heldout=n_heldout, skipped_steps=skipped,
       heldout_batch_mean=float(test_M.mean()),
-      train_batch_mean=float(train_M.mean()))
+      train_batch_mean=float(train_M.mean()),
+      critic_options=dict(critic_options),
+      candidate_values=tuple(float(f.best) for f in fits))
