@@ -229,12 +229,14 @@ def test_candidates_pick_the_best_validation_value(data):
   assert both.candidate_values[0] == np.max(alone.curve_heldout)
   assert len(both.candidate_values) == 2
   pick = int(np.argmax(both.candidate_values))
-  assert both.critic_options == [a, b][pick]
+  assert both.critic_options == {**[a, b][pick], "weight_decay": 0.0}
   assert np.max(both.curve_heldout) == both.candidate_values[pick]
   if pick == 0:
     assert both.mi == alone.mi
   with pytest.raises(ValueError, match="critic_options"):
     mi_jax.estimate(x, y, critic_options=[], **kw)
+  with pytest.raises(ValueError, match="critic_options"):
+    mi_jax.estimate(x, y, critic_options=[{"weight_decay": -1.0}], **kw)
 
 
 def test_ensemble_reads_out_the_members_mean_score():

@@ -245,12 +245,16 @@ def _zero_output_layer(critic):
 # fast on a CPU; an embedding width >= the data dimension lets a separable
 # critic represent the Gaussian cross term x^T W y.
 # A list of option dicts is a list of candidates: each is trained and the one
-# with the best validation value is read out (see `estimate`). concat: a
-# 64-unit critic on x, y and one on [x, x^2], [y, y^2] (the pair costs what
-# one 128-unit critic does).
+# with the best validation value is read out (see `estimate`); a candidate's
+# "weight_decay" overrides estimate()'s. concat: 64-unit critics on (x, y)
+# with and without weight decay (it curbs overfitting on sparse dependence
+# but caps large scores, i.e. high MI), and on ([x, x^2], [y, y^2])
+# (Student-t dependence is through |x|^2, |y|^2): together 1.5 times the
+# cost of one 128-unit critic.
 DEFAULT_CRITIC_OPTIONS = {
     "separable": {"hidden": (128,), "out_dim": 32},
-    "concat": ({"hidden": (64,)}, {"hidden": (64,), "square_features": True}),
+    "concat": ({"hidden": (64,)}, {"hidden": (64,), "square_features": True},
+               {"hidden": (64,), "weight_decay": 0.0}),
     "concat+separable": {"hidden": (128,)},
 }
 # weight_decay=None: AdamW's decoupled weight decay per critic (else 0).
@@ -537,9 +541,11 @@ def estimate(x, y, *, bound: str = "infonce", critic: str = "concat",
   values seen during training.
 
   Defaults (chosen on issue 9's benchmark rows, see docs/estimation.md):
-  InfoNCE, a concat critic (one hidden layer of 128) trained with 15
-  negatives per row (about the cost of a separable critic on all K^2 pairs),
-  gaussianized columns (heavy tails never reach the critic).
+  InfoNCE, a concat critic trained with 15 negatives per row (about the cost
+  of a separable critic on all K^2 pairs) and AdamW weight decay 1.0, two
+  candidates (one hidden layer of 64 units on (x, y), and on ([x, x^2],
+  [y, y^2])) of which the better on validation is read out, gaussianized
+  columns (heavy tails never reach the critic).
 
   Standard error (float64, host): SE^2 = var_M K / (n_t - K), where var_M is
   the variance of the bound over M random size-K test batches and n_t the
@@ -573,10 +579,19 @@ def estimate(x, y, *, bound: str = "infonce", critic: str = "concat",
       "standardize" (z-score) or "none".
     bound_options: keyword options of the bound, e.g. {"clip": 5.0} (SMILE).
     critic_options: keyword options of the critic (see mi_jax.critics);
-      None: DEFAULT_CRITIC_OPTIONS. {"bilinear_skip": True} adds x^T W y.
+      None: DEFAULT_CRITIC_OPTIONS. {"bilinear_skip": True} adds x^T W y,
+      {"square_features": True} feeds [x, x^2], [y, y^2]. A list of such
+      dicts: candidates, each trained (its own batch order; the first
+      candidate's batches are those of a single-candidate call), the one
+      with the best validation value read out on the test split.
     negatives: negatives per row in training: None (all K - 1), an integer,
       or "auto" (DEFAULT_NEGATIVES: 15 for concat critics, else all).
-    weight_decay: AdamW's decoupled weight decay.
+    weight_decay: AdamW's decoupled weight decay (per step, params shrink by
+      lr * weight_decay); None: DEFAULT_WEIGHT_DECAY per critic, else 0.
+    ensemble: E critics per candidate, each from its own initialisation and
+      batch order; pairs are scored with their mean score
+      1/E sum_e T_e(x, y) in validation and read-out (training is per
+      member). E times the training cost.
 
   Returns:
     An `EstimateResult`; `str(result)` is "mi ± stderr nats [flags]".
@@ -638,7 +653,9 @@ def estimate(x, y, *, bound: str = "infonce", critic: str = "concat",
   candidates = (list(critic_options) if isinstance(critic_options,
                                                    (list, tuple))
                 else [critic_options])
-  if not candidates or not all(isinstance(o, dict) for o in candidates):
+  if not candidates or not all(isinstance(o, dict) for o in candidates) or any(
+      not isinstance(o.get("weight_decay", 0.0), (int, float))
+      or o.get("weight_decay", 0.0) < 0 for o in candidates):
     raise ValueError(f"critic_options must be a dict of critic options or a "
                      f"non-empty list of such dicts; got {critic_options!r}.")
 
@@ -674,6 +691,8 @@ def estimate(x, y, *, bound: str = "infonce", critic: str = "concat",
 
   def fit(options, batch_rng):
     """Trains one critic configuration; returns its `_Fit`."""
+    options = dict(options)
+    wd = options.pop("weight_decay", weight_decay)  # a candidate's own
     config = (bound, _freeze(bound_options), critic, _freeze(options),
               dim_x, dim_y)
     try:
@@ -682,7 +701,7 @@ def estimate(x, y, *, bound: str = "infonce", critic: str = "concat",
     except TypeError:  # unhashable options: build (and compile) afresh
       build = _compiled.__wrapped__
     c = build(*config)
-    state = c.init(member_keys(key), lr, weight_decay)
+    state = c.init(member_keys(key), lr, wd)
     full_valid = _can_read_full(c.objective, critic, n_valid, options)
 
     def heldout_value(st):
@@ -727,7 +746,8 @@ def estimate(x, y, *, bound: str = "infonce", critic: str = "concat",
       if patience is not None and since_best >= patience and i < n_chunks - 1:
         stopped_early = True
         break
-    return _Fit(c, options, state if best_state is None else best_state,
+    return _Fit(c, {**options, "weight_decay": wd},
+                state if best_state is None else best_state,
                 best, flags, done, skipped, stopped_early,
                 np.asarray(curve_steps, np.int64),
                 np.asarray(curve_train, np.float64),
