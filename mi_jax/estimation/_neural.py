@@ -249,8 +249,8 @@ def _zero_output_layer(critic):
 # "weight_decay" overrides estimate()'s. concat: 64-unit critics on (x, y)
 # with and without weight decay (it curbs overfitting on sparse dependence
 # but caps large scores, i.e. high MI), and on ([x, x^2], [y, y^2])
-# (Student-t dependence is through |x|^2, |y|^2): together 1.5 times the
-# cost of one 128-unit critic.
+# (Student-t dependence is through |x|^2, |y|^2): together about 1.6 times
+# the CPU time of one 128-unit critic (docs/estimation.md, Speed).
 DEFAULT_CRITIC_OPTIONS = {
     "separable": {"hidden": (128,), "out_dim": 32},
     "concat": ({"hidden": (64,)}, {"hidden": (64,), "square_features": True},
@@ -542,10 +542,11 @@ def estimate(x, y, *, bound: str = "infonce", critic: str = "concat",
 
   Defaults (chosen on issue 9's benchmark rows, see docs/estimation.md):
   InfoNCE, a concat critic trained with 15 negatives per row (about the cost
-  of a separable critic on all K^2 pairs) and AdamW weight decay 1.0, two
-  candidates (one hidden layer of 64 units on (x, y), and on ([x, x^2],
-  [y, y^2])) of which the better on validation is read out, gaussianized
-  columns (heavy tails never reach the critic).
+  of a separable critic on all K^2 pairs), three candidates of which the
+  best on validation is read out (one hidden layer of 64 units on (x, y)
+  and on ([x, x^2], [y, y^2]), both with AdamW weight decay 1.0, and on
+  (x, y) without weight decay), gaussianized columns (heavy tails never
+  reach the critic).
 
   Standard error (float64, host): SE^2 = var_M K / (n_t - K), where var_M is
   the variance of the bound over M random size-K test batches and n_t the
