@@ -168,15 +168,17 @@ class Run:
   eval_step: Callable
   state_sharding: Any = None
   gather_steps: Callable = None  # num_steps -> compiled gather multi-step
+  step: Callable = None  # the pure `step(state, batch, base_key)` (not jitted)
 
 
 def compile_steps(config, method: Method, graphdef, tx, mesh,
                   state_sharding=None):
   """The jitted (or mesh-sharded) steps: the one place steps are compiled.
 
-  Returns `(train_step, eval_step, gather_steps)`; `gather_steps(T)` is
-  `train_step` scanned over T steps that gather their batches from
-  on-device data (`feed.make_gather_multi_step`), compiled once per T.
+  Returns `(train_step, eval_step, gather_steps, step)`; `gather_steps(T)`
+  is `train_step` scanned over T steps that gather their batches from
+  on-device data (`feed.make_gather_multi_step`), compiled once per T;
+  `step` is the pure step they compile.
   """
   dtype = _DTYPES[config.get("compute_dtype", "float32")]
   compute_dtype = None if dtype == jnp.float32 else dtype
@@ -202,13 +204,14 @@ def compile_steps(config, method: Method, graphdef, tx, mesh,
                                         split_key=False)
 
   if mesh is None:
-    return jax.jit(step, donate_argnums=0), jax.jit(eval_step), gather_steps
+    return (jax.jit(step, donate_argnums=0), jax.jit(eval_step), gather_steps,
+            step)
   from mi_jax.training import sharding  # pylint: disable=g-import-not-at-top
   return (sharding.shard_train_step(step, mesh, donate_state=True,
                                     state_sharding=state_sharding),
           sharding.shard_train_step(eval_step, mesh, has_state_output=False,
                                     state_sharding=state_sharding),
-          gather_steps)
+          gather_steps, step)
 
 
 # Config fields that only steer the loop or the evaluation, not what
@@ -268,12 +271,12 @@ def _build_run(config: ml_collections.ConfigDict) -> Run:
     state_sharding = sharding.state_shardings(
         state, mesh, params=config.get("param_sharding", "replicated"),
         min_size=int(config.get("fsdp_min_size", 2**12)))
-  train_step, eval_step, gather_steps = compile_steps(
+  train_step, eval_step, gather_steps, step = compile_steps(
       config, method, graphdef, tx, mesh, state_sharding)
   return Run(config=config, method=method, graphdef=graphdef,
              state=jax.device_get(state), mesh=mesh, train_step=train_step,
              eval_step=eval_step, state_sharding=state_sharding,
-             gather_steps=gather_steps)
+             gather_steps=gather_steps, step=step)
 
 
 def make_iterator(run: Run):
