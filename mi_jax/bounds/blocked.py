@@ -162,9 +162,10 @@ def _prepare(za_KxD, zb_KxD, weight, block_size, rows_per_positive=1):
   if not isinstance(m, int) or m < 1:
     raise ValueError(f"rows_per_positive must be a positive int, got {m!r}.")
   if za.shape[0] != m * zb.shape[0]:
-    raise ValueError(
-        f"za needs rows_per_positive ({m}) x the rows of zb (paired samples), "
-        f"got {za.shape[0]} and {zb.shape[0]} rows.")
+    need = ("the same number of rows" if m == 1 else
+            f"rows_per_positive ({m}) rows of za per row of zb")
+    raise ValueError(f"za and zb need {need} (paired samples), got "
+                     f"{za.shape[0]} and {zb.shape[0]} rows.")
   if zb.shape[0] < 2:
     raise ValueError("need at least 2 paired samples.")
   if not isinstance(block_size, int) or block_size < 1:
