@@ -2,7 +2,10 @@
 
 `train` builds the run (`run.build_run`: the method named by `config.method`
 plus the compiled steps), restores the latest checkpoint of `workdir` if any
-(train state + data-iterator position), and loops: step; at boundaries the
+(train state + data-iterator position), and loops: steps fed by the run's
+input (`run.make_feed`: the data set on the device and up to
+`config.steps_per_call` steps per compiled call, or prefetched batches one
+step per call; a call always ends where something is due); at boundaries the
 train metrics every `log_every` steps, the held-out bound every
 `eval_every`, the quick part of the method's evaluations every
 `probe_every`, a checkpoint every `checkpoint_every`. SIGTERM / SIGINT save a
