@@ -61,11 +61,11 @@ def test_auto_input_mode_puts_small_array_data_on_the_device():
 
 
 def test_device_and_prefetch_feeds_equal_host_feed_one_device(tmp_path):
-  """35 steps (an epoch boundary at 31), 7 steps per compiled call."""
+  """35 steps (an epoch boundary at 31), one step per call (no scan)."""
   one = ["--config.use_mesh=false"]
   host = _train(tmp_path / "host", *one, "--config.input=host")
   device = _train(tmp_path / "device", *one, "--config.input=device",
-                  "--config.steps_per_call=7")
+                  "--config.steps_per_call=1")
   prefetch = _train(tmp_path / "prefetch", *one, "--config.input=prefetch")
   assert len(host[1]) == 5  # 7, 14, ..., 35
   _assert_same(prefetch, host, exact=True)

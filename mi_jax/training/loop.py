@@ -297,7 +297,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   feed = make_feed(run, it_state)
   # The device feed runs up to `steps_per_call` steps per compiled call,
   # ending every call where something is due; the others one step per call.
-  per_call = config.get("steps_per_call", 10) if feed.stacked else 1
+  per_call = config.get("steps_per_call", 1) if feed.stacked else 1
   writer = metrics_lib.MetricsWriter(workdir, resume_step=start, enabled=is_main)
   progress = _Progress(config, run.method.bound_key, start, enabled=is_main)
   guard = _FiniteGuard(config, last_good=start or None)
