@@ -83,7 +83,7 @@ def make_gather_multi_step(step: Callable, num_steps: int, *,
   `split_key=False` the same `key` every step (for steps that fold their
   step number into it, as the engine's do). `num_steps=1` is one step with
   no loop (metrics still get the leading axis of size 1): on XLA:CPU a
-  `lax.scan` over a convolutional step (DIM) ran about 7x slower than one
+  `lax.scan` over a convolutional step ran about 7x slower than one
   call per step (docs/training.md). Jit it, with `donate_argnums=0`; over a
   mesh use `shard_gather_multi_step`.
   """
