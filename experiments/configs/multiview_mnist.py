@@ -57,6 +57,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.mesh_shape = (-1,)
   c.param_sharding = "replicated"
   c.fsdp_min_size = 4096
+  # Input: "auto" (the data set on the device when <= device_data_max_mb,
+  # batches gathered inside the compiled multi-step of up to steps_per_call
+  # steps; else a background prefetch), "device", "prefetch" or "host".
+  c.input = "auto"
+  c.steps_per_call = 10
+  c.device_data_max_mb = 1024
 
   # Logging, evaluation, checkpoints.
   c.log_every = 50

@@ -5,6 +5,7 @@
 diagonal). `mine` also returns its moving-average state. Large-K memory-linear
 versions of InfoNCE / DV / NWJ live in `mi_jax.bounds.blocked`.
 """
+from mi_jax.bounds import _common
 from mi_jax.bounds import blocked
 from mi_jax.bounds._dense import dv
 from mi_jax.bounds._dense import infonce
@@ -30,13 +31,10 @@ NAMES = tuple(_BOUNDS)
 
 def get(name):
   """Returns the bound function called `name` (one of `NAMES`)."""
-  try:
-    return _BOUNDS[name]
-  except (KeyError, TypeError):
-    raise ValueError(
-        f"Unknown bound {name!r}. Known bounds: {', '.join(NAMES)}. Pass one "
-        "of these names, or call the function (e.g. mi_jax.bounds.infonce) "
-        "directly.") from None
+  return _common.lookup(
+      _BOUNDS, name, f"Unknown bound {name!r}. Known bounds: "
+      f"{', '.join(NAMES)}. Pass one of these names, or call the function "
+      "(e.g. mi_jax.bounds.infonce) directly.")
 
 
 __all__ = ["NAMES", "blocked", "get", *NAMES]

@@ -106,3 +106,11 @@ def capped_exp(x):
   cap = jnp.asarray(_LOG_CAP, x.dtype)
   excess = jnp.maximum(x - cap, 0.0)
   return jnp.exp(jnp.minimum(x, cap)) * (1.0 + jnp.log1p(excess))
+
+
+def lookup(table: dict, name, message: str):
+  """`table[name]`, or ValueError(message) for an unknown (or unhashable) name."""
+  try:
+    return table[name]
+  except (KeyError, TypeError):
+    raise ValueError(message) from None

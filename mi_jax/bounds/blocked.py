@@ -28,7 +28,8 @@ from jax.sharding import PartitionSpec as P
 
 from mi_jax.bounds import _common
 
-__all__ = ["NAMES", "get", "infonce", "dv", "nwj", "row_logsumexp"]
+__all__ = ["NAMES", "get", "resolve", "infonce", "dv", "nwj",
+           "row_logsumexp"]
 
 
 def _blocks(x_KxD, block_size):
@@ -134,7 +135,7 @@ def _row_lse_any(za_KxD, zb_KxD, exclude_diagonal, block_size, precision,
   axes = mesh_axes(axis_name)
   mesh = jax.sharding.get_abstract_mesh()
   n = math.prod(mesh.shape[a] for a in axes) if axes else 1
-  if n == 1 or k % n:
+  if n == 1 or k % n or zb_KxD.shape[0] % n:
     return _row_lse(za_KxD, zb_KxD, 0, exclude_diagonal, min(block_size, k),
                     precision)
 
@@ -150,17 +151,22 @@ def _row_lse_any(za_KxD, zb_KxD, exclude_diagonal, block_size, precision,
       za_KxD, zb_KxD)
 
 
-def _prepare(za_KxD, zb_KxD, weight, block_size):
+def _prepare(za_KxD, zb_KxD, weight, block_size, rows_per_positive=1):
   za, zb = jnp.asarray(za_KxD), jnp.asarray(zb_KxD)
   for name, z in (("za", za), ("zb", zb)):
     if z.ndim != 2:
       raise ValueError(f"{name} must be 2-D [K, D], got shape {z.shape}.")
     if not jnp.issubdtype(z.dtype, jnp.floating):
       raise ValueError(f"{name} must be floating, got {z.dtype}.")
-  if za.shape[0] != zb.shape[0]:
-    raise ValueError(f"za and zb need the same number of rows (paired "
-                     f"samples), got {za.shape[0]} and {zb.shape[0]}.")
-  if za.shape[0] < 2:
+  m = rows_per_positive
+  if not isinstance(m, int) or m < 1:
+    raise ValueError(f"rows_per_positive must be a positive int, got {m!r}.")
+  if za.shape[0] != m * zb.shape[0]:
+    need = ("the same number of rows" if m == 1 else
+            f"rows_per_positive ({m}) rows of za per row of zb")
+    raise ValueError(f"za and zb need {need} (paired samples), got "
+                     f"{za.shape[0]} and {zb.shape[0]} rows.")
+  if zb.shape[0] < 2:
     raise ValueError("need at least 2 paired samples.")
   if not isinstance(block_size, int) or block_size < 1:
     raise ValueError(f"block_size must be a positive int, got {block_size!r}.")
@@ -192,16 +198,22 @@ def row_logsumexp(za_KxD, zb_KxD, *, weight=None, exclude_diagonal=False,
 
 
 def _diag(za, zb):
+  if za.shape[0] != zb.shape[0]:  # row i of za pairs with row i // M of zb
+    zb = jnp.repeat(zb, za.shape[0] // zb.shape[0], axis=0)
   return jnp.sum(za * zb, axis=1)
 
 
 def infonce(za_KxD, zb_KxD, *, weight=None, block_size=512, precision=None,
-            axis_name=None):
+            axis_name=None, rows_per_positive=1):
   """InfoNCE (van den Oord et al. 2018) over all K x K pairs, memory-linear.
 
     I_NCE = mean_i [s_ii - logsumexp_j s_ij] + log K,   s_ij = za_i . W zb_j
 
-  Equals `mi_jax.bounds.infonce(za @ W @ zb.T)`.
+  Equals `mi_jax.bounds.infonce(za @ W @ zb.T)`. With `rows_per_positive`
+  M > 1, za has K*M rows and row i's positive is zb row i // M (e.g. DIM's
+  local term contrasted over codes: rows (image b, location m), columns the
+  codes): I = mean_i [s_{i, i//M} - logsumexp_j s_ij] + log K, which equals
+  `mi_jax.bounds.infonce(scores, mask)` with that one-positive-per-row mask.
 
   Args:
     za_KxD, zb_KxD: paired embeddings (row i of each is a positive pair).
@@ -212,13 +224,14 @@ def infonce(za_KxD, zb_KxD, *, weight=None, block_size=512, precision=None,
       under a mesh (each device reduces its rows against the global batch):
       None = every axis of the mesh (as `shard_train_step` splits the
       batch), a name or tuple of names, or () for none.
+    rows_per_positive: M (static): za has M rows per row of zb.
 
   Returns:
     float32 scalar, nats.
   """
-  za, zb, bs = _prepare(za_KxD, zb_KxD, weight, block_size)
+  za, zb, bs = _prepare(za_KxD, zb_KxD, weight, block_size, rows_per_positive)
   lse_K = _row_lse_any(za, zb, False, bs, precision, axis_name)
-  return jnp.mean(_diag(za, zb) - lse_K) + math.log(za.shape[0])
+  return jnp.mean(_diag(za, zb) - lse_K) + math.log(zb.shape[0])
 
 
 def _offdiag_logmeanexp(za, zb, bs, precision, axis_name):
@@ -259,10 +272,24 @@ NAMES = tuple(_BOUNDS)
 
 def get(name):
   """The blocked bound `fn(za_KxD, zb_KxD, **options)` called `name` (one of `NAMES`)."""
-  try:
-    return _BOUNDS[name]
-  except (KeyError, TypeError):
-    raise ValueError(
-        f"No memory-linear (blocked) version of bound {name!r}: blocked "
-        f"bounds are {', '.join(NAMES)}. Use one of these, or the dense "
-        "bound (no block size).") from None
+  return _common.lookup(
+      _BOUNDS, name, f"No memory-linear (blocked) version of bound {name!r}: "
+      f"blocked bounds are {', '.join(NAMES)}. Use one of these, or the "
+      "dense bound (no block size).")
+
+
+def resolve(bound, block_size):
+  """The blocked bound an objective's config asks for: the one place configs choose it.
+
+  `bound` must be a name in `NAMES` (a config's `bound.name`), `block_size`
+  a positive int (`bound.block_size`); both are checked here (ValueError
+  saying what to change). Returns `get(bound)`, to be called as
+  `fn(za, zb, block_size=block_size, **options)`.
+  """
+  if not isinstance(bound, str):
+    raise ValueError("block_size needs the bound by name (one of "
+                     f"{', '.join(NAMES)}), got {bound!r}.")
+  if isinstance(block_size, bool) or int(block_size) != block_size or (
+      block_size < 1):
+    raise ValueError(f"block_size must be a positive int, got {block_size!r}.")
+  return get(bound)

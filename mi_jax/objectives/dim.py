@@ -449,7 +449,7 @@ def dim_loss(model: DIMModel, batch: dict, key: jax.Array, *,
              crop_size: Optional[int] = None, flip: bool = False,
              prior_encoder_loss: str = "non_saturating",
              prior_gp: float = 1.0, occlusion: int = 0,
-             local_contrast: str = "locations"):
+             local_contrast: str = "locations", block_size: int = 0):
   """DIM loss: -(alpha I_G + beta I_L) + gamma * prior loss.
 
     I_G = bound(T_G(C(x_i), y_j))              scores_BxB, diagonal positives
@@ -472,6 +472,11 @@ def dim_loss(model: DIMModel, batch: dict, key: jax.Array, *,
   occlusion x occlusion block zeroed (`occlude`), the local map from the full
   images (the paper's occlusion for DIM(L)); one more encoder pass.
   `local_contrast`: "locations" (paper) or "codes", see the module docstring.
+  `block_size` > 0 (InfoNCE over codes only): the local term by the
+  memory-linear `mi_jax.bounds.blocked.infonce` on the critic's embeddings
+  (rows (b, m), `rows_per_positive` M), never forming scores_BMxB; on a mesh
+  each device reduces its own rows against all the global batch's codes.
+  Same value and gradients as the dense term.
 
   Returns:
     (loss, metrics) with metrics `mi_local`, `mi_global`, `prior_d` (D_hat),
@@ -486,7 +491,18 @@ def dim_loss(model: DIMModel, batch: dict, key: jax.Array, *,
     y_BxD = model.encoder(occlude(images, key_occ, occlusion))[2]
   loss = jnp.zeros((), jnp.float32)
   metrics = code_statistics(y_BxD)
-  if beta:
+  if beta and block_size:
+    from mi_jax.bounds import blocked  # pylint: disable=g-import-not-at-top
+    critic = model.local_critic
+    l_BxMxE = critic.embed_local(local_BxHxWxC)
+    b, m, e = l_BxMxE.shape
+    mi_local = blocked.infonce(
+        critic.score_scale * l_BxMxE.reshape(b * m, e),
+        critic.embed_global(y_BxD), block_size=int(block_size),
+        rows_per_positive=m)
+    loss -= beta * mi_local
+    metrics["mi_local"] = mi_local
+  elif beta:
     scores_BMxB, mask_BMxB = model.local_critic(local_BxHxWxC, y_BxD)
     if local_contrast == "locations":
       scores, mask = scores_BMxB.T, mask_BMxB.T  # rows: codes y_b
@@ -517,11 +533,19 @@ def make_dim_loss(*, estimator: Union[str, Callable] = "jsd",
                   crop_size: Optional[int] = None, flip: bool = False,
                   prior_encoder_loss: str = "non_saturating",
                   prior_gp: float = 1.0, occlusion: int = 0,
-                  local_contrast: str = "locations"):
+                  local_contrast: str = "locations", block_size: int = 0):
   """Returns `loss_fn(model, batch, key)`: `dim_loss` with its options bound.
 
   A string estimator is resolved here, so a wrong name fails early.
   """
+  if block_size:
+    from mi_jax.bounds import blocked  # pylint: disable=g-import-not-at-top
+    blocked.resolve(estimator, block_size)  # Checks the name and size.
+    if estimator != "infonce" or local_contrast != "codes":
+      raise ValueError(
+          "DIM's block_size needs estimator='infonce' with "
+          f"local_contrast='codes', got {estimator!r} / {local_contrast!r}; "
+          "set dim.block_size=0 for the dense bound.")
   if prior_encoder_loss not in ("minimax", "non_saturating"):
     raise ValueError("prior_encoder_loss must be 'minimax' or "
                      f"'non_saturating', got {prior_encoder_loss!r}")
@@ -529,7 +553,8 @@ def make_dim_loss(*, estimator: Union[str, Callable] = "jsd",
       dim_loss, estimator=resolve_estimator(estimator), alpha=alpha,
       beta=beta, gamma=gamma, crop_size=crop_size, flip=flip,
       prior_encoder_loss=prior_encoder_loss, prior_gp=prior_gp,
-      occlusion=occlusion, local_contrast=local_contrast)
+      occlusion=occlusion, local_contrast=local_contrast,
+      block_size=int(block_size or 0))
 
 
 # --------------------------------------------------------------------------
@@ -632,7 +657,8 @@ def build(config, *, seed: int):
       crop_size=crop, flip=d.get("flip", False),
       prior_encoder_loss=d.get("prior_encoder_loss", "non_saturating"),
       prior_gp=d.get("prior_gp", 1.0), occlusion=d.get("occlusion", 0),
-      local_contrast=d.get("local_contrast", "locations"))
+      local_contrast=d.get("local_contrast", "locations"),
+      block_size=d.get("block_size", 0) or 0)
 
   def features(model, images):
     feats = model.encoder.encode(center_crop(images, crop))

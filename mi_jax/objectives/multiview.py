@@ -132,12 +132,7 @@ def make_multiview_loss(
   """
   if block_size:
     from mi_jax.bounds import blocked  # pylint: disable=g-import-not-at-top
-    if not isinstance(bound, str):
-      raise ValueError("block_size needs the bound by name (one of "
-                       f"{', '.join(blocked.NAMES)}), got {bound!r}.")
-    if int(block_size) < 1:
-      raise ValueError(f"block_size must be a positive int, got {block_size!r}.")
-    bound_fn = blocked.get(bound)
+    bound_fn = blocked.resolve(bound, block_size)
   else:
     bound_fn = _resolve_bound(bound)
   return functools.partial(

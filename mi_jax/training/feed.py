@@ -44,8 +44,12 @@ class DeviceData:
           "(shard_count=1): every host keeps all the data on its devices and "
           f"draws the same indices; got shard_count={iterator.shard_count}.")
     host = {k: np.asarray(v) for k, v in arrays.items()}
-    self.arrays = (jax.device_put(host) if sharding is None
-                   else jax.device_put(host, sharding))
+    if sharding is None:
+      self.arrays = jax.device_put(host)
+    else:
+      from mi_jax.training import sharding as sharding_lib  # pylint: disable=g-import-not-at-top
+      self.arrays = sharding_lib.place(host, jax.tree.map(lambda _: sharding,
+                                                          host))
     self.iterator = iterator
 
   def next_indices(self, num_steps: int) -> np.ndarray:
@@ -69,16 +73,30 @@ def gather(arrays: dict, indices_B: jax.Array) -> dict:
   return {k: v[indices_B] for k, v in arrays.items()}
 
 
-def make_gather_multi_step(step: Callable, num_steps: int):
+def make_gather_multi_step(step: Callable, num_steps: int, *,
+                           split_key: bool = True):
   """`lax.scan` of `num_steps` steps that gather their batches on the device.
 
   Returns `multi(state, arrays, indices_TxB, key) -> (state, metrics_T)`:
   step t runs `step(state, gather(arrays, indices_TxB[t]), keys[t])` with
-  `keys = jax.random.split(key, num_steps)` (as `make_multi_step`). Jit it,
-  with `donate_argnums=0`; over a mesh use `shard_gather_multi_step`.
+  `keys = jax.random.split(key, num_steps)` (as `make_multi_step`), or with
+  `split_key=False` the same `key` every step (for steps that fold their
+  step number into it, as the engine's do). `num_steps=1` is one step with
+  no loop (metrics still get the leading axis of size 1): on XLA:CPU a
+  `lax.scan` over a convolutional step ran about 7x slower than one
+  call per step (docs/training.md). Jit it, with `donate_argnums=0`; over a
+  mesh use `shard_gather_multi_step`.
   """
 
   def multi(state, arrays, indices_TxB, key):
+    if num_steps == 1:  # No loop: XLA:CPU runs conv steps ~7x slower in one.
+      k = key if not split_key else jax.random.split(key, 1)[0]
+      state, metrics = step(state, gather(arrays, indices_TxB[0]), k)
+      return state, jax.tree.map(lambda x: x[None], metrics)
+    if not split_key:
+      return jax.lax.scan(
+          lambda carry, idx_B: step(carry, gather(arrays, idx_B), key),
+          state, indices_TxB)
     keys = jax.random.split(key, num_steps)
 
     def body(carry, inputs):
@@ -91,24 +109,29 @@ def make_gather_multi_step(step: Callable, num_steps: int):
 
 
 def shard_gather_multi_step(step: Callable, num_steps: int, mesh, *,
-                            state_sharding=None, donate_state: bool = True):
+                            state_sharding=None, donate_state: bool = True,
+                            split_key: bool = True):
   """`make_gather_multi_step` jitted over `mesh`: data replicated, indices split over the batch.
 
   Each device gathers its own rows of every batch from its replicated copy
   of the data (no communication for the input). Returns
-  `sharded(state, arrays, indices_TxB, key)`.
+  `sharded(state, arrays, indices_TxB, key)`; the indices may be a NumPy
+  array, the same on every host.
   """
   from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
   from mi_jax.training import sharding  # pylint: disable=g-import-not-at-top
   rep = sharding.replicated(mesh)
   state_sh = rep if state_sharding is None else state_sharding
   idx = NamedSharding(mesh, P(None, sharding.batch_axes(mesh)))
-  jitted = jax.jit(make_gather_multi_step(step, num_steps),
+  jitted = jax.jit(make_gather_multi_step(step, num_steps,
+                                          split_key=split_key),
                    in_shardings=(state_sh, rep, idx, rep),
                    out_shardings=(state_sh, rep),
                    donate_argnums=(0,) if donate_state else ())
 
   def sharded(state, arrays, indices_TxB, key):
+    if isinstance(indices_TxB, np.ndarray):
+      indices_TxB = sharding.place(indices_TxB, idx)
     with jax.set_mesh(mesh):
       return jitted(state, arrays, indices_TxB, key)
 
@@ -181,3 +204,63 @@ class Prefetcher:
       except queue.Empty:
         break
     self._thread.join(timeout=5)
+
+
+class IteratorFeed:
+  """Feeds a step one batch per call from an iterator (read in the loop, or a `Prefetcher`).
+
+  Args:
+    step: `step(state, batch, key) -> (state, metrics)` (compiled).
+    batches: an iterator of batches the step takes.
+    get_state: () -> the iterator position after the last consumed batch.
+    close: called by `close()` (e.g. `Prefetcher.close`).
+  """
+
+  stacked = False  # `run` returns the last step's metrics as they are.
+
+  def __init__(self, step: Callable, batches, get_state: Callable[[], dict],
+               close: Callable[[], None] = lambda: None):
+    self._step, self._batches = step, batches
+    self._get_state, self._close = get_state, close
+
+  def run(self, state, num_steps: int, key):
+    """`num_steps` steps; returns (state, last metrics, [finite flag per step])."""
+    finite = []
+    for _ in range(num_steps):
+      state, metrics = self._step(state, next(self._batches), key)
+      finite.append(metrics["finite"])
+    return state, metrics, finite
+
+  def state(self) -> dict:
+    return self._get_state()
+
+  def close(self) -> None:
+    self._close()
+
+
+class DeviceFeed:
+  """Feeds `num_steps` steps per call from a `DeviceData`, gathered inside the compiled scan.
+
+  Args:
+    data: the `DeviceData` (arrays on the device(s), host index iterator).
+    multi_step: `num_steps -> fn(state, arrays, indices_TxB, key) ->
+      (state, metrics_T)` (compiled, e.g. `shard_gather_multi_step`; cached
+      by the caller, one compile per distinct `num_steps`).
+  """
+
+  stacked = True  # `run` returns every metric with a leading [num_steps] axis.
+
+  def __init__(self, data: DeviceData, multi_step: Callable[[int], Callable]):
+    self._data, self._multi_step = data, multi_step
+
+  def run(self, state, num_steps: int, key):
+    """`num_steps` steps; returns (state, metrics_T, finite_T)."""
+    state, metrics = self._multi_step(num_steps)(
+        state, self._data.arrays, self._data.next_indices(num_steps), key)
+    return state, metrics, metrics["finite"]
+
+  def state(self) -> dict:
+    return self._data.state()
+
+  def close(self) -> None:
+    pass

@@ -2,7 +2,10 @@
 
 `train` builds the run (`run.build_run`: the method named by `config.method`
 plus the compiled steps), restores the latest checkpoint of `workdir` if any
-(train state + data-iterator position), and loops: step; at boundaries the
+(train state + data-iterator position), and loops: steps fed by the run's
+input (`run.make_feed`: the data set on the device and up to
+`config.steps_per_call` steps per compiled call, or prefetched batches one
+step per call; a call always ends where something is due); at boundaries the
 train metrics every `log_every` steps, the held-out bound every
 `eval_every`, the quick part of the method's evaluations every
 `probe_every`, a checkpoint every `checkpoint_every`. SIGTERM / SIGINT save a
@@ -29,7 +32,7 @@ from mi_jax.training import config as config_lib
 from mi_jax.training import metrics as metrics_lib
 from mi_jax.training.evaluate import (
     final_evaluation, format_results, heldout_bound, run_evaluations)
-from mi_jax.training.run import Run, build_run, global_batch, make_iterator
+from mi_jax.training.run import Run, build_run, make_feed
 
 SUMMARY_FILENAME = "summary.json"
 
@@ -139,15 +142,25 @@ def _with_absolute_method_path(config):
   return config
 
 
-def _restore(ckpt, run: Run, iterator):
-  """(state, step) of the latest checkpoint (the iterator moved there), or the initial ones."""
+def _restore(ckpt, run: Run):
+  """(state, step, iterator state) of the latest checkpoint, or the initial ones."""
   start, restored, it_state = ckpt.restore_latest(
       checkpoint_lib.abstract_like(run.state))
   if start is None:
-    return run.state, 0
-  iterator.set_state(it_state)
+    return run.state, 0, None
   _log(f"resumed from {ckpt.directory} at step {start}")
-  return restored, start
+  return restored, start, it_state
+
+
+def _steps_to_boundary(config, step: int, stop_after_step) -> int:
+  """Steps from `step` to the next step where something is due (or the end)."""
+  ends = [config.steps - step]
+  if stop_after_step is not None and stop_after_step > step:
+    ends.append(stop_after_step - step)
+  for every in (config.log_every, config.eval_every, config.probe_every,
+                config.checkpoint_every):
+    ends.append(every - step % every)
+  return min(ends)
 
 
 def _due(config, step: int, *, stopping: bool) -> set:
@@ -171,12 +184,14 @@ class _FiniteGuard:
   def __init__(self, config, last_good: int | None):
     self.config, self.last_good, self._flags = config, last_good, []
 
-  def add(self, step: int, finite) -> None:
-    self._flags.append((step, finite))
+  def add(self, first_step: int, finite) -> None:
+    """`finite`: the flag of step `first_step`, or flags of consecutive steps."""
+    self._flags.append((first_step, finite))
 
   def check(self) -> None:
     flags = jax.device_get([f for _, f in self._flags])
-    bad = [t for (t, _), ok in zip(self._flags, flags) if not ok]
+    bad = [t + i for (t, _), ok in zip(self._flags, flags)
+           for i, good in enumerate(np.ravel(ok)) if not good]
     self._flags.clear()
     if bad:
       raise NonFiniteLossError(
@@ -196,9 +211,9 @@ class _Progress:
                   "probe/linear_acc": "probe"}
     self.rate_step, self.rate_t, self._paused_at = start, time.time(), None
 
-  def tick(self) -> None:
+  def tick(self, num_steps: int = 1) -> None:
     if self.bar is not None:
-      self.bar.update(1)
+      self.bar.update(num_steps)
 
   def pause(self) -> None:
     self._paused_at = time.time()
@@ -275,11 +290,14 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   if is_main:
     _warn_config_changes(config, workdir)
     config_lib.save_config(config, workdir)
-  iterator = make_iterator(run)
   ckpt = checkpoint_lib.Checkpointer(
       os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints,
       async_save=False)
-  state, start = _restore(ckpt, run, iterator)
+  state, start, it_state = _restore(ckpt, run)
+  feed = make_feed(run, it_state)
+  # The device feed runs up to `steps_per_call` steps per compiled call,
+  # ending every call where something is due; the others one step per call.
+  per_call = config.get("steps_per_call", 1) if feed.stacked else 1
   writer = metrics_lib.MetricsWriter(workdir, resume_step=start, enabled=is_main)
   progress = _Progress(config, run.method.bound_key, start, enabled=is_main)
   guard = _FiniteGuard(config, last_good=start or None)
@@ -288,11 +306,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   try:
     with _StopSignal() as stop:
       while step < config.steps and interrupted is None:
-        step += 1
-        state, m = run.train_step(state, global_batch(run, next(iterator)),
-                                  base_key)
-        guard.add(step, m["finite"])
-        progress.tick()
+        n = min(per_call, _steps_to_boundary(config, step, stop_after_step))
+        state, m, finite = feed.run(state, n, base_key)
+        guard.add(step + 1, finite)
+        step += n
+        progress.tick(n)
         if stop.poll(step, config.log_every):
           interrupted = stop.received
         elif step == stop_after_step:
@@ -302,6 +320,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
           continue
         guard.check()  # Raises NonFiniteLossError; syncs with the device.
         progress.pause()
+        if "log" in due and feed.stacked:
+          m = jax.tree.map(lambda x: x[-1], m)  # The chunk's last step.
         row = progress.train_row(step, m) if "log" in due else {}
         if "eval" in due:
           row.update({f"eval/{k}": v for k, v in heldout_bound(run, state).items()})
@@ -309,11 +329,12 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
           row.update(run_evaluations(run, state, full=False))
         progress.write(writer, step, row)
         if "save" in due:
-          ckpt.save(step, state, iterator.get_state())
+          ckpt.save(step, state, feed.state())
           guard.last_good = step
           _log(f"step {step}: saved checkpoint")
         progress.resume()  # Evaluation time is not training time.
   finally:
+    feed.close()
     progress.close()
     ckpt.close()
     writer.close()

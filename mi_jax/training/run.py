@@ -6,10 +6,14 @@
 state, and compiles the train / eval steps (`compile_steps`: jitted on one
 device, or sharded over a mesh of all devices). `make_iterator(run)` and
 `global_batch(run, batch)` turn the method's training data into the batches
-the step takes. Nothing here knows any method.
+the step takes; `make_feed(run)` is the input the loop uses
+(`config.input`: the data set on the device with batches gathered inside
+the compiled multi-step, or a background prefetch). Nothing here knows any
+method.
 """
 
 import dataclasses
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -32,6 +36,7 @@ from mi_jax.training.step import make_eval_step, make_train_step
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16,
            "float16": jnp.float16}
+INPUT_MODES = ("auto", "device", "prefetch", "host")
 _REQUIRED = ("batch_size", "lr", "steps", "seed", "log_every", "eval_every",
              "probe_every", "checkpoint_every", "keep_checkpoints")
 
@@ -111,6 +116,16 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         f"config.param_sharding must be one of {sharding.PARAM_SHARDINGS} "
         f"('fsdp' shards parameters + optimizer state), got "
         f"{config.param_sharding!r}")
+  if config.get("input", "auto") not in INPUT_MODES:
+    raise ValueError(
+        f"config.input must be one of {INPUT_MODES} ('device': the data set "
+        "on the device, batches gathered in the compiled step; 'prefetch': "
+        "batches read and placed by a background thread; 'auto': device when "
+        f"it fits, else prefetch), got {config.input!r}")
+  for name in ("steps_per_call", "device_data_max_mb"):
+    value = config.get(name, 1)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+      raise ValueError(f"config.{name} must be a positive integer, got {value!r}")
   shape = tuple(config.get("mesh_shape", None) or (-1,))
   if len(shape) not in (1, 2) or not all(isinstance(n, int) for n in shape):
     raise ValueError(
@@ -152,11 +167,19 @@ class Run:
   train_step: Callable
   eval_step: Callable
   state_sharding: Any = None
+  gather_steps: Callable = None  # num_steps -> compiled gather multi-step
+  step: Callable = None  # the pure `step(state, batch, base_key)` (not jitted)
 
 
 def compile_steps(config, method: Method, graphdef, tx, mesh,
                   state_sharding=None):
-  """The jitted (or mesh-sharded) train and eval steps: the one place steps are compiled."""
+  """The jitted (or mesh-sharded) steps: the one place steps are compiled.
+
+  Returns `(train_step, eval_step, gather_steps, step)`; `gather_steps(T)`
+  is `train_step` scanned over T steps that gather their batches from
+  on-device data (`feed.make_gather_multi_step`), compiled once per T;
+  `step` is the pure step they compile.
+  """
   dtype = _DTYPES[config.get("compute_dtype", "float32")]
   compute_dtype = None if dtype == jnp.float32 else dtype
   plain_step = make_train_step(graphdef, tx, method.loss_fn,
@@ -168,13 +191,27 @@ def compile_steps(config, method: Method, graphdef, tx, mesh,
 
   eval_step = make_eval_step(graphdef, method.loss_fn,
                              compute_dtype=compute_dtype)
+  from mi_jax.training import feed  # pylint: disable=g-import-not-at-top
+
+  @functools.lru_cache(maxsize=None)
+  def gather_steps(num_steps: int):
+    if mesh is None:
+      return jax.jit(feed.make_gather_multi_step(step, num_steps,
+                                                 split_key=False),
+                     donate_argnums=0)
+    return feed.shard_gather_multi_step(step, num_steps, mesh,
+                                        state_sharding=state_sharding,
+                                        split_key=False)
+
   if mesh is None:
-    return jax.jit(step, donate_argnums=0), jax.jit(eval_step)
+    return (jax.jit(step, donate_argnums=0), jax.jit(eval_step), gather_steps,
+            step)
   from mi_jax.training import sharding  # pylint: disable=g-import-not-at-top
   return (sharding.shard_train_step(step, mesh, donate_state=True,
                                     state_sharding=state_sharding),
           sharding.shard_train_step(eval_step, mesh, has_state_output=False,
-                                    state_sharding=state_sharding))
+                                    state_sharding=state_sharding),
+          gather_steps, step)
 
 
 # Config fields that only steer the loop or the evaluation, not what
@@ -234,11 +271,12 @@ def _build_run(config: ml_collections.ConfigDict) -> Run:
     state_sharding = sharding.state_shardings(
         state, mesh, params=config.get("param_sharding", "replicated"),
         min_size=int(config.get("fsdp_min_size", 2**12)))
-  train_step, eval_step = compile_steps(config, method, graphdef, tx, mesh,
-                                        state_sharding)
+  train_step, eval_step, gather_steps, step = compile_steps(
+      config, method, graphdef, tx, mesh, state_sharding)
   return Run(config=config, method=method, graphdef=graphdef,
              state=jax.device_get(state), mesh=mesh, train_step=train_step,
-             eval_step=eval_step, state_sharding=state_sharding)
+             eval_step=eval_step, state_sharding=state_sharding,
+             gather_steps=gather_steps, step=step)
 
 
 def make_iterator(run: Run):
@@ -258,4 +296,79 @@ def global_batch(run: Run, batch):
   if run.mesh is None or jax.process_count() == 1:
     return batch
   from mi_jax.training import sharding  # pylint: disable=g-import-not-at-top
+  return sharding.host_local_to_global(batch, run.mesh)
+
+
+def _nbytes(tree) -> int:
+  return sum(np.asarray(x).nbytes for x in jax.tree.leaves(tree))
+
+
+def input_mode(run: Run) -> str:
+  """The input path of a run: "device", "prefetch" or "host".
+
+  `config.input` ("auto" by default): "device" when the method gives its
+  training data as a dict of arrays of at most `config.device_data_max_mb`
+  MiB (default 1024; each device holds a full copy), else "prefetch".
+  "host" is the plain path (read and copy inside the loop, no overlap).
+  """
+  mode = run.config.get("input", "auto")
+  data = run.method.train_data
+  arrays = run.method.make_iterator is None and isinstance(data, dict)
+  if mode == "device" and not arrays:
+    raise ValueError(
+        "config.input='device' needs the method's training data as a dict of "
+        "arrays (this method gives a random-access source or its own "
+        "iterator); use --config.input=prefetch (or auto).")
+  if mode != "auto":
+    return mode
+  limit = run.config.get("device_data_max_mb", 1024) * 2**20
+  return "device" if arrays and _nbytes(data) <= limit else "prefetch"
+
+
+def make_feed(run: Run, iterator_state=None):
+  """The loop's input: a `feed.DeviceFeed` or `feed.IteratorFeed` (see `input_mode`).
+
+  `iterator_state` (from a checkpoint) moves it to that position; `state()`
+  of the returned feed is the position after the last consumed batch, the
+  same dict (`BatchIterator.get_state`) whatever the mode, so a run can
+  resume under another mode. Call `close()` when done.
+  """
+  from mi_jax.training import feed  # pylint: disable=g-import-not-at-top
+  mode = input_mode(run)
+  if mode == "device":
+    from mi_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+    # Every host holds all the data and draws the global batch's indices.
+    iterator = data_lib.BatchIterator(run.method.train_data,
+                                      run.config.batch_size,
+                                      seed=run.config.seed, shard_index=0,
+                                      shard_count=1)
+    if iterator_state is not None:
+      iterator.set_state(iterator_state)
+    where = None
+    if run.mesh is not None:
+      from mi_jax.training import sharding  # pylint: disable=g-import-not-at-top
+      where = sharding.replicated(run.mesh)
+    return feed.DeviceFeed(feed.DeviceData(run.method.train_data, iterator,
+                                           where), run.gather_steps)
+  iterator = make_iterator(run)
+  if iterator_state is not None:
+    iterator.set_state(iterator_state)
+  if mode == "host":
+    return feed.IteratorFeed(run.train_step,
+                             (global_batch(run, b) for b in iterator),
+                             iterator.get_state)
+  prefetcher = feed.Prefetcher(iterator, functools.partial(_place_batch, run),
+                               depth=2)
+  return feed.IteratorFeed(run.train_step, prefetcher, prefetcher.state,
+                           prefetcher.close)
+
+
+def _place_batch(run: Run, batch):
+  """Host batch -> device batch where the step wants it (a prefetch thread calls this)."""
+  batch = jax.tree.map(np.asarray, batch)
+  if run.mesh is None:
+    return jax.device_put(batch)
+  from mi_jax.training import sharding  # pylint: disable=g-import-not-at-top
+  if jax.process_count() == 1:
+    return sharding.shard_batch(batch, run.mesh)
   return sharding.host_local_to_global(batch, run.mesh)
