@@ -61,3 +61,29 @@ def test_protocols_are_registered_and_quick_mode_is_empty():
   with pytest.raises(ValueError):
     dim_suite.reference_mlp_probe(np.zeros((5, 2)), np.zeros(4), np.zeros((3, 2)),
                                   np.zeros(3))
+
+
+def test_marginal_uniform_js_exact_values():
+  k = 20
+  q = 1.0 / k
+  flat_N = (np.arange(10 * k) + 0.5) / (10 * k)      # 10 per bin: JS 0
+  spike_N = np.full(10 * k, 0.01)                    # all in bin 0
+  js_spike = 0.5 * (np.log(2 / (1 + q))
+                    + q * np.log(2 * q / (1 + q)) + (1 - q) * np.log(2))
+  assert dim_suite.marginal_uniform_js(flat_N[:, None]) == pytest.approx(0, abs=1e-15)
+  assert dim_suite.marginal_uniform_js(spike_N[:, None]) == pytest.approx(js_spike, rel=1e-12)
+  both = np.stack([flat_N, spike_N], 1)
+  assert dim_suite.marginal_uniform_js(both) == pytest.approx(js_spike / 2, rel=1e-12)
+  assert js_spike < np.log(2)
+  with pytest.raises(ValueError, match="2-D"):
+    dim_suite.marginal_uniform_js(flat_N)
+
+
+def test_mean_abs_correlation_exact_values():
+  x = np.array([1.0, -1.0, 1.0, -1.0])
+  y = np.array([1.0, 1.0, -1.0, -1.0])             # orthogonal to x
+  u = np.stack([x, y, x + y], 1)                   # corr(x, x + y) = 1/sqrt 2
+  assert dim_suite.mean_abs_correlation(u) == pytest.approx(
+      2 * 2 ** -0.5 * 2 / 6, rel=1e-12)
+  assert dim_suite.mean_abs_correlation(np.stack([x, -3 * x + 1], 1)) == pytest.approx(1.0)
+  assert dim_suite.mean_abs_correlation(np.stack([x, np.ones(4)], 1)) == 0.0
