@@ -140,6 +140,8 @@ def train(settings, images_NxHxWxC, *, seeds, steps, chunk, lr, on_chunk=None):
     # per chunk: each seed's mean over the chunk's steps ([T, S] -> [S])
     curves.append({k: np.asarray(v).mean(axis=0).tolist() for k, v in m.items()
                    if np.asarray(v).dtype != bool})
+    curves[-1]["nonfinite_steps"] = np.sum(
+        ~np.asarray(m["finite"], bool), axis=0).tolist()
     if on_chunk is not None:
       curves[-1].update(on_chunk(c, graphdef, states))
     if not np.all(m["finite"]):

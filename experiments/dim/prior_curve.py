@@ -115,6 +115,7 @@ def run(args):
 CURVES = [("heldout_d_acc", "fresh held-out D accuracy"),
           ("heldout_marginal_js", "mean per-unit JS to U[0,1] (20 bins)"),
           ("heldout_abs_corr", "mean |corr| between units"),
+          ("heldout_y_norm", "mean ||Y|| (held-out)"),
           ("prior_acc", "co-trained D accuracy (train batches)")]
 
 
