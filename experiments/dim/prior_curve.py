@@ -84,7 +84,10 @@ def run(args):
       settings["prior_hidden_dims"] = tuple(
           int(h) for h in args.disc_hidden.split("-"))
 
-    def on_chunk(c, graphdef, states, settings=settings):
+    name = f"{args.tag}_g{gamma:g}"
+    partial = []
+
+    def on_chunk(c, graphdef, states, name=name, partial=partial):
       per_seed = []
       for i, seed in enumerate(seeds):
         st = jax.tree.map(lambda x, i=i: x[i], states)
@@ -92,13 +95,16 @@ def run(args):
         model.eval()
         fresh = args.fresh_steps if (c + 1) % args.fresh_every == 0 else 0
         per_seed.append(heldout_stats(model, heldout, seed, fresh))
-      return {k: [r.get(k, np.nan) for r in per_seed] for k in per_seed[0]}
+      stats = {k: [r.get(k, np.nan) for r in per_seed] for k in per_seed[0]}
+      partial.append(stats)  # held-out statistics so far, in case of a stop
+      with open(os.path.join(args.out, f"{name}.partial.json"), "w") as f:
+        json.dump({"name": name, "chunk": args.chunk, "curves": partial}, f)
+      return stats
 
     t0 = time.time()
     _, _, curves, train_s = full_mnist.train(
         settings, images, seeds=seeds, steps=args.steps, chunk=args.chunk,
         lr=args.lr, on_chunk=on_chunk)
-    name = f"{args.tag}_g{gamma:g}"
     with open(os.path.join(args.out, f"{name}.json"), "w") as f:
       json.dump({"name": name, "settings": {k: (list(v) if isinstance(v, tuple) else v)
                                             for k, v in settings.items()},
@@ -124,7 +130,7 @@ def plot(folder, path):
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   runs = []
-  for p in sorted(glob.glob(os.path.join(folder, "*.json"))):
+  for p in sorted(glob.glob(os.path.join(folder, "*[0-9].json"))):
     with open(p) as f:
       runs.append(json.load(f))
   fig, axes = plt.subplots(1, len(CURVES), figsize=(5 * len(CURVES), 4.2))
@@ -150,6 +156,20 @@ def plot(folder, path):
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   print(f"wrote {path}")
+  keys = ["heldout_marginal_js", "heldout_abs_corr", "heldout_y_norm",
+          "heldout_saturated", "heldout_d_acc", "heldout_js",
+          "heldout_cotrained_acc", "prior_acc"]
+  print("| run | steps | " + " | ".join(keys) + " | wall s |")
+  print("| --- | --- | " + " | ".join("---" for _ in keys) + " | --- |")
+  for r in runs:
+    cells = []
+    for key in keys:  # the last chunk that has the statistic
+      vals = [c[key] for c in r["curves"] if key in c
+              and not np.all(np.isnan(np.asarray(c[key], np.float64)))]
+      v = np.asarray(vals[-1], np.float64) if vals else None
+      cells.append("-" if v is None else f"{v.mean():.3f} ± {v.std():.3f}")
+    print(f"| {r['name']} | {r['steps']} | " + " | ".join(cells)
+          + f" | {r['wall_seconds']:.0f} |")
 
 
 def main(argv=None):

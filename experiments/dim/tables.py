@@ -37,7 +37,7 @@ def ms(values, scale=1.0, digits=1):
 def load(folder):
   out = {}
   for path in glob.glob(os.path.join(folder, "*.json")):
-    if path.endswith(".train.json"):
+    if path.endswith(".train.json") or path.endswith("code_stats.json"):
       continue
     with open(path) as f:
       r = json.load(f)
@@ -97,6 +97,36 @@ EST = [("L_prior", "JSD"), ("L_prior_nce", "InfoNCE (locations)"), ("L_prior_dv"
 NEG = ["L_prior_b16", "L_prior_b32", "L_prior", "L_prior_occlusion"]
 
 
+def code_stats(folder, names):
+  """The table of code_stats.py's output (held-out marginals of sigmoid(Y))."""
+  path = os.path.join(folder, "code_stats.json")
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    cs = json.load(f)
+  print()
+  print(f"| variant (step 400) | gamma | mean per-unit JS(sigmoid(Y_k) ‖ U[0,1]), nats | mean abs corr between units | mean ‖Y‖ | sat. frac | co-trained D acc, held-out codes |")
+  print("| --- | --- | --- | --- | --- | --- | --- |")
+  for key, name in ROWS:
+    if key not in cs or key == "random":
+      continue
+    v = cs[key]
+    st = full_settings(key)
+    gamma = f"{st['gamma']:g}" if st else "-"
+    print(f"| {name} | {gamma} | {ms(v['heldout_marginal_js'], digits=3)} | "
+          f"{ms(v['heldout_abs_corr'], digits=3)} | {ms(v['heldout_y_norm'], digits=1)} | "
+          f"{ms(v['heldout_saturated'], digits=4)} | "
+          f"{ms(v.get('heldout_cotrained_acc', [np.nan]), digits=3)} |")
+  print(f"| {cs['_settings']['heldout']} true U[0,1]^64 samples | - | "
+        f"{cs['_uniform_floor']:.4f} | - | - | - | - |")
+
+
+def full_settings(key):
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  import full_mnist  # pylint: disable=g-import-not-at-top
+  return full_mnist.VARIANTS.get(key)
+
+
 def main(folder):
   runs = load(folder)
   names = dict(ROWS)
@@ -133,6 +163,7 @@ def main(folder):
     print(f"| {names[key]} | {b} | {(b - 1) * 49} | {r['steps'] * b} | "
           + " | ".join(probe_cells(r)[:3])
           + f" | {ms(last_chunks(r, 'mi_local', 1)[-1], digits=3)} | {nonfinite(r)} |")
+  code_stats(folder, names)
   print()
   trained = {}
   for path in glob.glob(os.path.join(folder, "*.train.json")):
