@@ -87,3 +87,21 @@ def test_mean_abs_correlation_exact_values():
       2 * 2 ** -0.5 * 2 / 6, rel=1e-12)
   assert dim_suite.mean_abs_correlation(np.stack([x, -3 * x + 1], 1)) == pytest.approx(1.0)
   assert dim_suite.mean_abs_correlation(np.stack([x, np.ones(4)], 1)) == 0.0
+
+
+def test_evaluate_encoder_probes_only_skips_the_estimators():
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from mi_jax import encoders  # pylint: disable=g-import-not-at-top
+  enc = encoders.make("dim_conv", rngs=nnx.Rngs(0), channels=(4, 8),
+                      fc_dim=16, code_dim=8, local_layer=0, image_size=28,
+                      in_channels=1)
+  enc.eval()
+  rng = np.random.default_rng(0)
+  labels_N = np.arange(120) % 2
+  images = rng.uniform(size=(120, 28, 28, 1)).astype(np.float32)
+  images[labels_N == 1, :14] += 1.0  # class 1: a brighter top half
+  out = dim_suite.evaluate_encoder(enc, images[:80], labels_N[:80],
+                                   images[80:], labels_N[80:],
+                                   mlp_features=(), estimator_steps=0)
+  assert sorted(out) == ["linear/conv", "linear/fc", "linear/y"]
+  assert out["linear/conv"] == 1.0  # the brightness split is linear in conv
