@@ -61,3 +61,47 @@ def test_protocols_are_registered_and_quick_mode_is_empty():
   with pytest.raises(ValueError):
     dim_suite.reference_mlp_probe(np.zeros((5, 2)), np.zeros(4), np.zeros((3, 2)),
                                   np.zeros(3))
+
+
+def test_marginal_uniform_js_exact_values():
+  k = 20
+  q = 1.0 / k
+  flat_N = (np.arange(10 * k) + 0.5) / (10 * k)      # 10 per bin: JS 0
+  spike_N = np.full(10 * k, 0.01)                    # all in bin 0
+  js_spike = 0.5 * (np.log(2 / (1 + q))
+                    + q * np.log(2 * q / (1 + q)) + (1 - q) * np.log(2))
+  assert dim_suite.marginal_uniform_js(flat_N[:, None]) == pytest.approx(0, abs=1e-15)
+  assert dim_suite.marginal_uniform_js(spike_N[:, None]) == pytest.approx(js_spike, rel=1e-12)
+  both = np.stack([flat_N, spike_N], 1)
+  assert dim_suite.marginal_uniform_js(both) == pytest.approx(js_spike / 2, rel=1e-12)
+  assert js_spike < np.log(2)
+  with pytest.raises(ValueError, match="2-D"):
+    dim_suite.marginal_uniform_js(flat_N)
+
+
+def test_mean_abs_correlation_exact_values():
+  x = np.array([1.0, -1.0, 1.0, -1.0])
+  y = np.array([1.0, 1.0, -1.0, -1.0])             # orthogonal to x
+  u = np.stack([x, y, x + y], 1)                   # corr(x, x + y) = 1/sqrt 2
+  assert dim_suite.mean_abs_correlation(u) == pytest.approx(
+      2 * 2 ** -0.5 * 2 / 6, rel=1e-12)
+  assert dim_suite.mean_abs_correlation(np.stack([x, -3 * x + 1], 1)) == pytest.approx(1.0)
+  assert dim_suite.mean_abs_correlation(np.stack([x, np.ones(4)], 1)) == 0.0
+
+
+def test_evaluate_encoder_probes_only_skips_the_estimators():
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from mi_jax import encoders  # pylint: disable=g-import-not-at-top
+  enc = encoders.make("dim_conv", rngs=nnx.Rngs(0), channels=(4, 8),
+                      fc_dim=16, code_dim=8, local_layer=0, image_size=28,
+                      in_channels=1)
+  enc.eval()
+  rng = np.random.default_rng(0)
+  labels_N = np.arange(120) % 2
+  images = rng.uniform(size=(120, 28, 28, 1)).astype(np.float32)
+  images[labels_N == 1, :14] += 1.0  # class 1: a brighter top half
+  out = dim_suite.evaluate_encoder(enc, images[:80], labels_N[:80],
+                                   images[80:], labels_N[80:],
+                                   mlp_features=(), estimator_steps=0)
+  assert sorted(out) == ["linear/conv", "linear/fc", "linear/y"]
+  assert out["linear/conv"] == 1.0  # the brightness split is linear in conv

@@ -48,6 +48,7 @@ VARIANTS = {
     "L_prior_plain": dict(alpha=0.0, beta=1.0, gamma=0.1,
                           local_critic="plain"),
     "L_prior_occlusion": dict(alpha=0.0, beta=1.0, gamma=0.1, occlusion=14),
+    "L_prior_b16": dict(alpha=0.0, beta=1.0, gamma=0.1, batch_size=16),
     "L_prior_b32": dict(alpha=0.0, beta=1.0, gamma=0.1, batch_size=32),
     "L_prior_b128": dict(alpha=0.0, beta=1.0, gamma=0.1, batch_size=128),
     # Prior matching alone (no MI term): can the min-max move the codes?
@@ -74,7 +75,9 @@ def build_model(settings, key):
   return dim.make_dim_model(
       encoder, rngs=rngs, local_shape=tuple(local_shape),
       alpha=settings["alpha"], beta=settings["beta"], gamma=settings["gamma"],
-      local_critic=settings.get("local_critic", "reference"), **CRITIC)
+      local_critic=settings.get("local_critic", "reference"),
+      **{**CRITIC, **{k: settings[k] for k in ("prior_hidden_dims",)
+                      if k in settings}})
 
 
 def make_loss(settings):
@@ -87,9 +90,30 @@ def make_loss(settings):
       local_contrast=settings.get("local_contrast", "locations"))
 
 
-def train(settings, images_NxHxWxC, *, seeds, steps, chunk, lr):
-  """Trains len(seeds) models in one vmapped program; returns states, curves."""
-  tx = optax.adam(lr)
+def make_optimizer(lr, disc_lr=None):
+  """Adam(lr) for every network, or Adam(disc_lr) for the prior
+  discriminator and Adam(lr) for the rest (the reference gives every network
+  its own Adam; under one Adam the prior loss's weight gamma does not change
+  D's step size, so its learning rate is the only knob on D's speed)."""
+  if disc_lr is None or disc_lr == lr:
+    return optax.adam(lr)
+
+  def labels(params):
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: "disc" if "prior_disc" in jax.tree_util.keystr(path)
+        else "rest", params)
+  return optax.multi_transform(
+      {"disc": optax.adam(disc_lr), "rest": optax.adam(lr)}, labels)
+
+
+def train(settings, images_NxHxWxC, *, seeds, steps, chunk, lr, on_chunk=None):
+  """Trains len(seeds) models in one vmapped program; returns states, curves.
+
+  `settings["disc_lr"]` (optional): the prior discriminator's learning rate.
+  `on_chunk(c, graphdef, states)` (optional) runs after every chunk and
+  returns a dict of per-seed lists merged into that chunk's curve entry.
+  """
+  tx = make_optimizer(lr, settings.get("disc_lr"))
   keys = jnp.stack([jax.random.key(s) for s in seeds])
   graphdef, states = init_train_states(
       lambda k: build_model(settings, k), tx, keys)
@@ -116,12 +140,18 @@ def train(settings, images_NxHxWxC, *, seeds, steps, chunk, lr):
     # per chunk: each seed's mean over the chunk's steps ([T, S] -> [S])
     curves.append({k: np.asarray(v).mean(axis=0).tolist() for k, v in m.items()
                    if np.asarray(v).dtype != bool})
+    curves[-1]["nonfinite_steps"] = np.sum(
+        ~np.asarray(m["finite"], bool), axis=0).tolist()
+    if on_chunk is not None:
+      curves[-1].update(on_chunk(c, graphdef, states))
     if not np.all(m["finite"]):
       print(f"non-finite step in chunk {c}", flush=True)
     print(f"chunk {c + 1}/{steps // chunk} ({time.time() - t0:.0f} s): " + ", ".join(
         f"{k}={np.mean(np.asarray(v)[-1]):.3f}" for k, v in m.items()
         if k in ("mi_local", "mi_global", "prior_acc", "y_norm",
-                 "code_saturated")), flush=True)
+                 "code_saturated")) + "".join(
+            f", {k}={np.mean(v):.3f}" for k, v in curves[-1].items()
+            if k.startswith("heldout_")), flush=True)
   return graphdef, states, curves, time.time() - t0
 
 
@@ -169,7 +199,7 @@ def run_variant(args, variant, train_set, test_set):
         model.encoder, images[sub], train_set["label"][sub],
         test_set["image"], test_set["label"], seed=seed,
         mlp_epochs=args.mlp_epochs, estimator_steps=args.estimator_steps,
-        mlp_features=tuple(args.mlp_features.split(",")))
+        mlp_features=tuple(f for f in args.mlp_features.split(",") if f))
     results.append(res)
     print(f"{name} seed {seed} ({time.time() - t0:.0f} s): {json.dumps(res)}",
           flush=True)

@@ -19,6 +19,7 @@ ROWS = [("G", "DIM(G), no prior"), ("G_prior", "DIM(G), prior (gamma 1)"),
         ("L_prior_minimax", "DIM(L), prior minimax, no GP"),
         ("L_prior_plain", "DIM(L), prior, former critic"),
         ("L_prior_occlusion", "DIM(L), prior, occlusion 14x14"),
+        ("L_prior_b16", "DIM(L), prior, batch 16"),
         ("L_prior_b32", "DIM(L), prior, batch 32"),
         ("L_prior_b128", "DIM(L), prior, batch 128"),
         ("P", "prior only (gamma 1), non-saturating + GP"),
@@ -36,7 +37,7 @@ def ms(values, scale=1.0, digits=1):
 def load(folder):
   out = {}
   for path in glob.glob(os.path.join(folder, "*.json")):
-    if path.endswith(".train.json"):
+    if path.endswith(".train.json") or path.endswith("code_stats.json"):
       continue
     with open(path) as f:
       r = json.load(f)
@@ -61,30 +62,108 @@ def final_train(r, key):
   return float(v[-1].mean()) if v is not None else np.nan
 
 
+def weights(r):
+  st = r["settings"]
+  return f"{st['alpha']:g}, {st['beta']:g}, {st['gamma']:g}"
+
+
+def probe_cells(r):
+  return [ms(col(r, f"linear/{f}"), 100) for f in ("conv", "fc", "y")] + [
+      ms(col(r, "mlp/y"), 100)]
+
+
+def suite_cells(r):
+  return [ms(col(r, "mi_xy"), digits=2), ms(col(r, "ndm_heldout_acc"), digits=3),
+          ms(col(r, "prior_js"), digits=3), ms(col(r, "prior_heldout_acc"), digits=3)]
+
+
+def last_chunks(r, key, n):
+  """[n, seeds]: the last n chunk means of a training metric."""
+  v = chunk_curve(r, key)
+  return None if v is None else v[-n:]
+
+
+def bound_key(r):
+  return "mi_local" if r["settings"]["beta"] else "mi_global"
+
+
+def nonfinite(r):
+  v = chunk_curve(r, "nonfinite_steps")
+  return "0 (log)" if v is None else f"{int(v.sum())}"
+
+
+GLP = ["G", "G_prior", "L", "L_prior", "LG", "LG_prior", "P", "P_minimax", "random"]
+EST = [("L_prior", "JSD"), ("L_prior_nce", "InfoNCE (locations)"), ("L_prior_dv", "DV")]
+NEG = ["L_prior_b16", "L_prior_b32", "L_prior", "L_prior_occlusion"]
+
+
+def code_stats(folder, names):
+  """The table of code_stats.py's output (held-out marginals of sigmoid(Y))."""
+  path = os.path.join(folder, "code_stats.json")
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    cs = json.load(f)
+  print()
+  print(f"| variant (step 400) | gamma | mean per-unit JS(sigmoid(Y_k) ‖ U[0,1]), nats | mean abs corr between units | mean ‖Y‖ | sat. frac | co-trained D acc, held-out codes |")
+  print("| --- | --- | --- | --- | --- | --- | --- |")
+  for key, name in ROWS:
+    if key not in cs or key == "random":
+      continue
+    v = cs[key]
+    st = full_settings(key)
+    gamma = f"{st['gamma']:g}" if st else "-"
+    print(f"| {name} | {gamma} | {ms(v['heldout_marginal_js'], digits=3)} | "
+          f"{ms(v['heldout_abs_corr'], digits=3)} | {ms(v['heldout_y_norm'], digits=1)} | "
+          f"{ms(v['heldout_saturated'], digits=4)} | "
+          f"{ms(v.get('heldout_cotrained_acc', [np.nan]), digits=3)} |")
+  print(f"| {cs['_settings']['heldout']} true U[0,1]^64 samples | - | "
+        f"{cs['_uniform_floor']:.4f} | - | - | - | - |")
+
+
+def full_settings(key):
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  import full_mnist  # pylint: disable=g-import-not-at-top
+  return full_mnist.VARIANTS.get(key)
+
+
 def main(folder):
   runs = load(folder)
-  print("| variant | steps | conv lin | fc lin | Y lin | conv MLP | fc MLP | Y MLP |")
-  print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-  for key, name in ROWS:
+  names = dict(ROWS)
+  print("| variant | alpha, beta, gamma | steps x batch | conv lin | fc lin | Y lin | Y MLP | I(X;Y) MINE | NDM held-out acc | JS(codes‖U) | held-out D acc |")
+  print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+  for key in GLP:
     if key not in runs:
       continue
     r = runs[key]
-    print(f"| {name} | {r['steps']} | " + " | ".join(
-        ms(col(r, f"{k}/{f}"), 100) for k in ("linear", "mlp")
-        for f in ("conv", "fc", "y")) + " |")
+    batch = r["settings"].get("batch_size", 64)
+    w = "-" if key == "random" else weights(r)
+    print(f"| {names[key]} | {w} | {r['steps']} x {batch} | "
+          + " | ".join(probe_cells(r) + suite_cells(r)) + " |")
   print()
-  print("| variant | I(X;Y) MINE | NDM (DV) | NDM held-out acc | JS(codes‖U) | held-out D acc | mean ‖Y‖ | sat. frac | train D acc (last 50 steps) | train bound(s), last 50 steps |")
-  print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-  for key, name in ROWS:
+  print("| estimator (DIM(L), prior gamma 0.1) | conv lin | fc lin | Y lin | Y MLP | final train bound, mean ± std over seeds | std of the bound over its last 4 chunks (mean over seeds) | non-finite steps | I(X;Y) MINE | NDM (DV) | NDM held-out acc |")
+  print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+  for key, est in EST:
     if key not in runs:
       continue
     r = runs[key]
-    bounds = ", ".join(f"{b} {final_train(r, b):.2f}" for b in ("mi_local", "mi_global")
-                       if not np.isnan(final_train(r, b)))
-    print(f"| {name} | {ms(col(r, 'mi_xy'), digits=2)} | {ms(col(r, 'ndm'), digits=1)} | {ms(col(r, 'ndm_heldout_acc'), digits=3)} | "
-          f"{ms(col(r, 'prior_js'), digits=3)} | {ms(col(r, 'prior_heldout_acc'), digits=3)} | "
-          f"{ms(col(r, 'y_norm'), digits=1)} | {ms(col(r, 'code_saturated'), digits=4)} | "
-          f"{'-' if np.isnan(final_train(r, 'prior_acc')) else format(final_train(r, 'prior_acc'), '.3f')} | {bounds or '-'} |")
+    last = last_chunks(r, "mi_local", 4)
+    print(f"| {est} | " + " | ".join(probe_cells(r)) + f" | {ms(last[-1], digits=3)} | "
+          f"{np.mean(np.std(last, axis=0)):.3f} | {nonfinite(r)} | "
+          f"{ms(col(r, 'mi_xy'), digits=2)} | {ms(col(r, 'ndm'), digits=0)} | "
+          f"{ms(col(r, 'ndm_heldout_acc'), digits=3)} |")
+  print()
+  print("| variant (DIM(L), JSD, prior gamma 0.1) | batch | negatives per code, (B-1) M | images seen | conv lin | fc lin | Y lin | final train bound | non-finite steps |")
+  print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+  for key in NEG:
+    if key not in runs:
+      continue
+    r = runs[key]
+    b = r["settings"].get("batch_size", 64)
+    print(f"| {names[key]} | {b} | {(b - 1) * 49} | {r['steps'] * b} | "
+          + " | ".join(probe_cells(r)[:3])
+          + f" | {ms(last_chunks(r, 'mi_local', 1)[-1], digits=3)} | {nonfinite(r)} |")
+  code_stats(folder, names)
   print()
   trained = {}
   for path in glob.glob(os.path.join(folder, "*.train.json")):

@@ -201,6 +201,46 @@ def prior_statistics(y_NxD, *, seed=0, steps=1000) -> dict:
           "code_saturated": float(np.mean(np.abs(y) > np.log(99.0)))}
 
 
+def marginal_uniform_js(u_NxD, *, bins: int = 20) -> float:
+  """Mean over the D columns of the plug-in JS divergence (nats) between the
+  `bins`-bin histogram of a column on [0, 1] and the uniform histogram:
+
+    JS_k = 1/2 sum_j p_kj log(p_kj / m_kj) + 1/2 sum_j (1/bins) log((1/bins) / m_kj),
+    m_kj = (p_kj + 1/bins) / 2,   p_kj = count of column k in bin j / N.
+
+  0 when every column's histogram is flat, at most log 2. It sees only the
+  marginals of sigmoid(Y), so it is a weak but unsaturated statistic of how
+  far DIM's codes are from U[0,1]^d (a fresh discriminator separates codes
+  of any short run from the prior almost perfectly). Finite samples of a
+  true uniform give about (bins - 1) / (8 N).
+  """
+  u = np.asarray(u_NxD, np.float64)
+  if u.ndim != 2:
+    raise ValueError(f"u_NxD must be 2-D [N, D], got shape {u.shape}")
+  counts_DxK = np.stack([np.histogram(u[:, k], bins=bins, range=(0.0, 1.0))[0]
+                         for k in range(u.shape[1])]).astype(np.float64)
+  p_DxK = counts_DxK / np.maximum(counts_DxK.sum(1, keepdims=True), 1.0)
+  q = 1.0 / bins
+  m_DxK = 0.5 * (p_DxK + q)
+  kl_pm_D = np.sum(p_DxK * np.log(np.where(p_DxK > 0, p_DxK, 1.0) / m_DxK), 1)
+  kl_qm_D = np.sum(q * np.log(q / m_DxK), 1)
+  return float(np.mean(0.5 * (kl_pm_D + kl_qm_D)))
+
+
+def mean_abs_correlation(u_NxD) -> float:
+  """Mean |Pearson correlation| over the D (D - 1) ordered pairs of distinct
+  columns (0 for independent units; constant columns count as 0)."""
+  u = np.asarray(u_NxD, np.float64)
+  d = u.shape[1]
+  if u.ndim != 2 or d < 2:
+    raise ValueError(f"u_NxD must be 2-D with >= 2 columns, got {u.shape}")
+  c = u - u.mean(0)
+  sd = np.sqrt(np.mean(c * c, 0))
+  z = c / np.where(sd > 0, sd, np.inf)
+  corr_DxD = z.T @ z / len(u)
+  return float(np.mean(np.abs(corr_DxD[~np.eye(d, dtype=bool)])))
+
+
 def input_code_mi(images_NxHxWxC, y_NxD, *, seed=0, steps=2000) -> float:
   """MINE estimate of I(X; Y) between pixels and code (nats, held-out)."""
   from mi_jax import estimation  # pylint: disable=g-import-not-at-top
@@ -219,7 +259,8 @@ def evaluate_encoder(encoder, train_images, train_labels, test_images,
                      estimator_steps=1000, mlp_features=FEATURES) -> dict:
   """The whole suite; keys `linear/NAME` (NAME in conv, fc, y), `mlp/NAME`
   (NAME in `mlp_features`), `mi_xy`, `ndm`, and `prior_statistics`'s keys
-  (measured on the test split's codes)."""
+  (measured on the test split's codes). `estimator_steps=0` skips the three
+  estimators (I(X; Y), NDM, prior statistics): probes only."""
   f_tr = encoder_features(encoder, train_images)
   f_te = encoder_features(encoder, test_images)
   out = {}
@@ -231,6 +272,8 @@ def evaluate_encoder(encoder, train_images, train_labels, test_images,
       out[f"mlp/{name}"] = reference_mlp_probe(
           f_tr[name], train_labels, f_te[name], test_labels,
           epochs=mlp_epochs, milestones=(third, 2 * third), seed=seed)
+  if not estimator_steps:
+    return out
   out["mi_xy"] = input_code_mi(test_images, f_te["y"], seed=seed,
                                steps=2 * estimator_steps)
   out.update(ndm(f_te["y"], seed=seed, steps=estimator_steps))

@@ -1,0 +1,203 @@
+"""Does DIM's prior term move the codes toward U[0,1]^d?  Curves vs step.
+
+DIM(L) on full MNIST (the reduced model of `full_mnist.py`) for each gamma,
+3 seeds vmapped; after every chunk of training steps, on held-out test
+images (`--heldout` of them) and for each seed:
+
+  heldout_d_acc     balanced accuracy of a freshly trained discriminator
+                    between sigmoid(Y) and U[0,1]^d samples (MLP 64-64,
+                    trained on one half, read out on the other:
+                    `dim_suite.prior_statistics`); 0.5 = indistinguishable
+  heldout_js        that discriminator's JS bound (nats, <= log 2)
+  heldout_cotrained_acc  the co-trained prior discriminator's accuracy on
+                    held-out codes vs fresh prior samples
+  heldout_marginal_js    mean over the d units of the plug-in JS (nats)
+                    between the 20-bin histogram of sigmoid(Y_k) and the
+                    uniform one (`dim_suite.marginal_uniform_js`;
+                    `marginal_js_floor`: the same statistic for as many
+                    true U[0,1] samples)
+  heldout_abs_corr  mean |correlation| between two units of sigmoid(Y)
+                    (`dim_suite.mean_abs_correlation`; 0 under the prior)
+  heldout_y_norm, heldout_saturated   mean ||Y||, fraction of sigmoid(Y)
+                    outside [0.01, 0.99]
+
+  python experiments/dim/prior_curve.py --gammas 0,0.1,1 --steps 400 \
+      --tag base --out experiments/dim/results/prior_curve
+  python experiments/dim/prior_curve.py --plot experiments/dim/results/prior_curve
+
+Writes OUT/TAG_gGAMMA.json (settings, per-chunk curves incl. the training
+metrics of `full_mnist.train`).
+"""
+
+import argparse
+import glob
+import json
+import os
+import sys
+import time
+
+import jax
+import numpy as np
+from flax import nnx
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import full_mnist  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mi_jax import data  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mi_jax.evaluation import dim_suite  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+def heldout_stats(model, images, seed, fresh_steps):
+  y_NxD = np.asarray(dim_suite.encoder_features(model.encoder, images)["y"],
+                     np.float64)
+  u_NxD = 1.0 / (1.0 + np.exp(-y_NxD))
+  out = {"heldout_marginal_js": dim_suite.marginal_uniform_js(u_NxD),
+         "heldout_abs_corr": dim_suite.mean_abs_correlation(u_NxD),
+         "heldout_y_norm": float(np.mean(np.linalg.norm(y_NxD, axis=1))),
+         "heldout_saturated": float(np.mean(np.abs(y_NxD) > np.log(99.0)))}
+  prior_NxD = np.random.default_rng(seed + 7).uniform(size=u_NxD.shape)
+  if model.prior_disc is not None:
+    d_code = np.asarray(model.prior_disc(jax.numpy.asarray(u_NxD, np.float32)))
+    d_prior = np.asarray(model.prior_disc(jax.numpy.asarray(prior_NxD, np.float32)))
+    out["heldout_cotrained_acc"] = float(
+        0.5 * (np.mean(d_prior > 0) + np.mean(d_code < 0)))
+  if fresh_steps:
+    st = dim_suite.prior_statistics(y_NxD, seed=seed, steps=fresh_steps)
+    out["heldout_d_acc"] = st["prior_heldout_acc"]
+    out["heldout_js"] = st["prior_js"]
+  return out
+
+
+def run(args):
+  train_set = data.load_arrays("mnist", "train")
+  test_set = data.load_arrays("mnist", "test")
+  images = np.asarray(train_set["image"], np.float32)
+  heldout = np.asarray(test_set["image"][:args.heldout], np.float32)
+  seeds = [int(s) for s in args.seeds.split(",")]
+  floor = dim_suite.marginal_uniform_js(
+      np.random.default_rng(0).uniform(size=(args.heldout, 64)))
+  os.makedirs(args.out, exist_ok=True)
+  for gamma in [float(g) for g in args.gammas.split(",")]:
+    settings = dict(alpha=args.alpha, beta=args.beta, gamma=gamma,
+                    prior_gp=args.gp, prior_encoder_loss=args.encoder_loss)
+    if args.disc_lr:
+      settings["disc_lr"] = args.disc_lr
+    if args.disc_hidden:
+      settings["prior_hidden_dims"] = tuple(
+          int(h) for h in args.disc_hidden.split("-"))
+
+    name = f"{args.tag}_g{gamma:g}"
+    partial = []
+
+    def on_chunk(c, graphdef, states, name=name, partial=partial):
+      per_seed = []
+      for i, seed in enumerate(seeds):
+        st = jax.tree.map(lambda x, i=i: x[i], states)
+        model = nnx.merge(graphdef, st.params, st.rest)
+        model.eval()
+        fresh = args.fresh_steps if (c + 1) % args.fresh_every == 0 else 0
+        per_seed.append(heldout_stats(model, heldout, seed, fresh))
+      stats = {k: [r.get(k, np.nan) for r in per_seed] for k in per_seed[0]}
+      partial.append(stats)  # held-out statistics so far, in case of a stop
+      with open(os.path.join(args.out, f"{name}.partial.json"), "w") as f:
+        json.dump({"name": name, "chunk": args.chunk, "curves": partial}, f)
+      return stats
+
+    t0 = time.time()
+    _, _, curves, train_s = full_mnist.train(
+        settings, images, seeds=seeds, steps=args.steps, chunk=args.chunk,
+        lr=args.lr, on_chunk=on_chunk)
+    with open(os.path.join(args.out, f"{name}.json"), "w") as f:
+      json.dump({"name": name, "settings": {k: (list(v) if isinstance(v, tuple) else v)
+                                            for k, v in settings.items()},
+                 "seeds": seeds, "steps": args.steps, "chunk": args.chunk,
+                 "lr": args.lr, "heldout": args.heldout,
+                 "fresh_steps": args.fresh_steps, "fresh_every": args.fresh_every,
+                 "marginal_js_floor": floor, "encoder": full_mnist.ENCODER,
+                 "critic": full_mnist.CRITIC, "wall_seconds": time.time() - t0,
+                 "train_seconds": train_s, "curves": curves },
+                f)
+    print(f"wrote {name} ({time.time() - t0:.0f} s)", flush=True)
+
+
+CURVES = [("heldout_d_acc", "fresh held-out D accuracy"),
+          ("heldout_marginal_js", "mean per-unit JS to U[0,1] (20 bins)"),
+          ("heldout_abs_corr", "mean |corr| between units"),
+          ("heldout_y_norm", "mean ||Y|| (held-out)"),
+          ("prior_acc", "co-trained D accuracy (train batches)")]
+
+
+def plot(folder, path):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  runs = []
+  for p in sorted(glob.glob(os.path.join(folder, "*[0-9].json"))):
+    with open(p) as f:
+      runs.append(json.load(f))
+  fig, axes = plt.subplots(1, len(CURVES), figsize=(5 * len(CURVES), 4.2))
+  for r in runs:
+    steps = r["chunk"] * np.arange(1, len(r["curves"]) + 1)
+    for ax, (key, title) in zip(axes, CURVES):
+      v = np.asarray([c.get(key, [np.nan] * len(r["seeds"])) for c in r["curves"]],
+                     np.float64)
+      ok = ~np.all(np.isnan(v), axis=1)
+      if not ok.any():
+        continue
+      line, = ax.plot(steps[ok], np.nanmean(v[ok], 1), marker=".", label=r["name"])
+      ax.fill_between(steps[ok], np.nanmin(v[ok], 1), np.nanmax(v[ok], 1),
+                      color=line.get_color(), alpha=0.15)
+      ax.set_title(title, fontsize=9)
+      ax.set_xlabel("step")
+  axes[1].axhline(runs[0]["marginal_js_floor"], color="k", ls=":", lw=1,
+                  label="true U[0,1] samples")
+  for ax in axes:
+    ax.legend(fontsize=7)
+  fig.suptitle("DIM(L) on full MNIST, prior term: held-out statistics vs step "
+               "(line: mean, band: range over seeds)", fontsize=10)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  print(f"wrote {path}")
+  keys = ["heldout_marginal_js", "heldout_abs_corr", "heldout_y_norm",
+          "heldout_saturated", "heldout_d_acc", "heldout_js",
+          "heldout_cotrained_acc", "prior_acc"]
+  print("| run | steps | " + " | ".join(keys) + " | wall s |")
+  print("| --- | --- | " + " | ".join("---" for _ in keys) + " | --- |")
+  for r in runs:
+    cells = []
+    for key in keys:  # the last chunk that has the statistic
+      vals = [c[key] for c in r["curves"] if key in c
+              and not np.all(np.isnan(np.asarray(c[key], np.float64)))]
+      v = np.asarray(vals[-1], np.float64) if vals else None
+      cells.append("-" if v is None else f"{v.mean():.3f} ± {v.std():.3f}")
+    print(f"| {r['name']} | {r['steps']} | " + " | ".join(cells)
+          + f" | {r['wall_seconds']:.0f} |")
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--gammas", default="0,0.1,1")
+  p.add_argument("--alpha", type=float, default=0.0)
+  p.add_argument("--beta", type=float, default=1.0)
+  p.add_argument("--seeds", default="0,1,2")
+  p.add_argument("--steps", type=int, default=400)
+  p.add_argument("--chunk", type=int, default=50)
+  p.add_argument("--lr", type=float, default=1e-3)
+  p.add_argument("--disc_lr", type=float, default=None)
+  p.add_argument("--disc_hidden", default="", help="e.g. 1000-200 (default)")
+  p.add_argument("--gp", type=float, default=1.0)
+  p.add_argument("--encoder_loss", default="non_saturating")
+  p.add_argument("--heldout", type=int, default=2000)
+  p.add_argument("--fresh_steps", type=int, default=300)
+  p.add_argument("--fresh_every", type=int, default=2)
+  p.add_argument("--tag", default="base")
+  p.add_argument("--out", default="experiments/dim/results/prior_curve")
+  p.add_argument("--plot", default="", help="folder of results to plot")
+  p.add_argument("--figure", default="docs/figures/dim_prior_curve.png")
+  args = p.parse_args(argv)
+  if args.plot:
+    plot(args.plot, args.figure)
+  else:
+    run(args)
+
+
+if __name__ == "__main__":
+  main()
