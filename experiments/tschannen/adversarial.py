@@ -198,7 +198,7 @@ def main(argv=None):
     settings = common.dataclasses.replace(
         settings, steps=args.steps or 4000, eval_every=args.eval_every or 400)
   data = common.load_mnist(settings)
-  baseline = common.pixel_baseline(data)
+  baseline = common.pixel_baseline(data, cache_dir=settings.out_dir)
   t0 = time.time()
   rows = run(settings, list(range(settings.seeds)),
              encoder_steps=settings.steps, record_every=settings.eval_every,
