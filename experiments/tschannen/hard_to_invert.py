@@ -42,6 +42,8 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   common.add_args(parser, quick_steps=300, quick_seeds=2,
                   quick_eval_every=150)
+  parser.add_argument("--bounds", default=",".join(BOUNDS),
+                      help="comma-separated subset of " + ",".join(BOUNDS))
   parser.add_argument("--jacobian_points", type=int, default=None,
                       help=f"default {JACOBIAN_POINTS}, 32 with --quick")
   args, settings, data, baseline = common.start(parser, argv)
@@ -56,7 +58,8 @@ def main(argv=None):
 
   t0 = time.time()
   results = {}
-  for bound, label in BOUNDS.items():
+  for bound in args.bounds.split(","):
+    label = BOUNDS[bound]
     program = common.multiview_program(
         resmlp, resmlp, common.bilinear_critic(392, settings), bound,
         settings, noise_std=NOISE_STD)
