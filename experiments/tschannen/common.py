@@ -27,6 +27,7 @@ import optax
 
 from flax import nnx
 
+from mi_jax import critics
 from mi_jax import data as data_lib
 from mi_jax import evaluation
 from mi_jax import objectives
@@ -54,6 +55,23 @@ class Settings:
   out_dir: str = RESULTS_DIR
   fig_dir: str = FIGURES_DIR
   quick: bool = False
+  variant: str = "notebook"
+
+  @property
+  def notebook(self) -> bool:
+    """True for the notebook-exact setting (see `VARIANTS`)."""
+    return self.variant == "notebook"
+
+
+# The two settings of every reproduction (docs/reproductions.md):
+#   notebook: as the paper's public notebook did it: the same noise draw added
+#     to both views (§3.1c), affine couplings with scale softplus(.) + 1e-7
+#     (§3.1b), bilinear critics initialised as Keras' Glorot-uniform;
+#   fixed: our fixes as ablations: independent noise per view, tanh-bounded
+#     log-scale, bilinear kernel ~ N(0, 1 / (Da Db)).
+# Both report the held-out (test-split) and training-split bound, and both
+# linear probes (exact L-BFGS `accuracy`, the notebook's saga `accuracy_saga`).
+VARIANTS = ("notebook", "fixed")
 
 
 def add_args(parser: argparse.ArgumentParser, *, quick_steps: int,
@@ -61,6 +79,13 @@ def add_args(parser: argparse.ArgumentParser, *, quick_steps: int,
   """Adds the common flags; `--quick` means the given reduced setting."""
   parser.add_argument("--quick", action="store_true",
                       help=f"{quick_steps} steps, {quick_seeds} seeds.")
+  parser.add_argument("--full", action="store_true",
+                      help="the paper's setting (the default without --quick "
+                      "or --steps/--seeds/--eval_every): for an accelerator.")
+  parser.add_argument("--variant", choices=VARIANTS, default="notebook",
+                      help="notebook: set up as the paper's notebook (shared "
+                      "noise, softplus affine scale, Glorot bilinear); fixed: "
+                      "our fixes.")
   parser.add_argument("--steps", type=int, default=None)
   parser.add_argument("--seeds", type=int, default=None)
   parser.add_argument("--eval_every", type=int, default=None)
@@ -79,6 +104,9 @@ def settings_from_args(args, **overrides) -> Settings:
   """Settings from parsed flags: explicit flags > `--quick` > paper values."""
   q_steps, q_seeds, q_every = args._quick  # pylint: disable=protected-access
   base = Settings()
+  if args.full and (args.quick or args.steps or args.seeds or args.eval_every):
+    raise ValueError("--full is the paper's setting; drop --quick / --steps / "
+                     "--seeds / --eval_every, or drop --full.")
   steps = args.steps or (q_steps if args.quick else base.steps)
   seeds = args.seeds or (q_seeds if args.quick else base.seeds)
   every = args.eval_every or (q_every if args.quick else base.eval_every)
@@ -86,7 +114,7 @@ def settings_from_args(args, **overrides) -> Settings:
       base, steps=steps, seeds=seeds, eval_every=min(every, steps),
       batch_size=args.batch_size, dataset=args.dataset,
       data_dir=args.data_dir, out_dir=args.out_dir, fig_dir=args.fig_dir,
-      quick=args.quick, **overrides)
+      quick=args.quick, variant=args.variant, **overrides)
 
 
 def start(parser: argparse.ArgumentParser, argv=None):
@@ -94,7 +122,8 @@ def start(parser: argparse.ArgumentParser, argv=None):
   args = parser.parse_args(argv)
   settings = settings_from_args(args)
   data = load_mnist(settings)
-  return args, settings, data, pixel_baseline(data)
+  return args, settings, data, pixel_baseline(data,
+                                               cache_dir=settings.out_dir)
 
 
 # The panels of the experiments that compare I_NWJ with I_NCE.
@@ -128,11 +157,97 @@ def top_half_flat(images_Nx28x28x1: np.ndarray) -> np.ndarray:
   return np.asarray(top)
 
 
-def pixel_baseline(data: dict, seed: int = 0) -> float:
-  """Linear-probe accuracy on the top-half pixels + N(0, 0.05^2) noise."""
-  return float(evaluation.pixel_baseline_accuracy(
-      data["train"]["image"], data["train"]["label"], data["test"]["image"],
-      data["test"]["label"], noise_std=NOISE_STD_BASELINE, seed=seed))
+def pixel_baseline(data: dict, seed: int = 0,
+                   cache_dir: Optional[str] = None) -> float:
+  """Linear-probe accuracy on the top-half pixels + N(0, 0.05^2) noise.
+
+  With `cache_dir`, the value is kept in `pixel_baseline_cache.json` there,
+  keyed by the data's sizes, a checksum of its labels and `seed` (the fit
+  costs about a CPU minute on full MNIST and is the same for every run).
+  """
+  import json  # pylint: disable=g-import-not-at-top
+  tr, te = data["train"], data["test"]
+  key = (f"{len(tr['label'])}/{len(te['label'])}/"
+         f"{int(np.asarray(tr['label'], np.int64).sum())}/"
+         f"{float(np.asarray(te['image'], np.float64).sum()):.6g}/{seed}")
+  path = cache_dir and os.path.join(cache_dir, "pixel_baseline_cache.json")
+  cache = {}
+  if path and os.path.exists(path):
+    with open(path) as f:
+      cache = json.load(f)
+  if key not in cache:
+    cache[key] = float(evaluation.pixel_baseline_accuracy(
+        tr["image"], tr["label"], te["image"], te["label"],
+        noise_std=NOISE_STD_BASELINE, seed=seed))
+    if path:
+      os.makedirs(cache_dir, exist_ok=True)
+      with open(path, "w") as f:
+        json.dump(cache, f, indent=1)
+  return cache[key]
+
+
+def bilinear_critic(dim: int, settings: Settings):
+  """`make(rngs)` of a dim x dim bilinear critic, initialised per variant."""
+  init = "glorot_uniform" if settings.notebook else "normal"
+
+  def make(rngs):
+    return critics.make("bilinear", dim, dim, init=init, rngs=rngs)
+  return make
+
+
+def noisy_views(views: Callable, noise_std: float, *, shared: bool):
+  """`views(images, key)` plus N(0, noise_std^2) noise on each view.
+
+  shared=True adds one noise draw to both views, v1 + n and v2 + n (the
+  paper's notebook; the views must have the same shape); shared=False draws
+  independent noise per view (our fix: shared noise is a signal common to
+  both views that a bound can pick up). noise_std = 0 returns `views`.
+  """
+  if noise_std <= 0:
+    return views
+
+  def fn(images, key):
+    k_views, k1, k2 = jax.random.split(key, 3)
+    v1, v2 = views(images, k_views)
+    if shared:
+      if v1.shape != v2.shape:
+        raise ValueError("shared noise needs views of the same shape, got "
+                         f"{v1.shape} and {v2.shape}; use shared=False.")
+      n = jax.random.normal(k1, v1.shape, jnp.float32)
+      return v1 + noise_std * n, v2 + noise_std * n
+    return (views_lib.add_noise(v1, k1, noise_std),
+            views_lib.add_noise(v2, k2, noise_std))
+  return fn
+
+
+# ----------------------------------------------------------------------------
+# Linear probes: the exact fit and the notebook's solver.
+
+
+def saga_probe(train_feats_NxD, train_labels_N, test_feats_MxD, test_labels_M,
+               *, C=10.0, tol=0.1, seed=0, return_model=False):
+  """The notebook's probe: scikit-learn saga logistic regression, tol 0.1.
+
+  Minimises C * sum_i CE(softmax(W^T x_i + b), y_i) + ||W||^2 / 2
+  (multinomial; the objective of `mi_jax.evaluation.linear_probe`) on
+  features min-max scaled with the train split's statistics, but stops at
+  saga's loose tolerance 0.1 (max change of the coefficients relative to
+  their size), so its accuracy depends on the features' conditioning.
+  `seed` fixes saga's sampling order (the notebook left it unseeded).
+  Returns the test accuracy (and the fitted model with `return_model`).
+  """
+  # pylint: disable=g-import-not-at-top
+  import warnings
+  from sklearn.exceptions import ConvergenceWarning
+  from sklearn.linear_model import LogisticRegression
+  from sklearn.preprocessing import MinMaxScaler
+  scaler = MinMaxScaler().fit(train_feats_NxD)
+  clf = LogisticRegression(C=C, solver="saga", tol=tol, random_state=seed)
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    clf.fit(scaler.transform(train_feats_NxD), train_labels_N)
+  acc = float(clf.score(scaler.transform(test_feats_MxD), test_labels_M))
+  return (acc, clf, scaler) if return_model else acc
 
 
 # ----------------------------------------------------------------------------
@@ -189,25 +304,67 @@ def make_chunk_fn(step_fn: Callable, num_steps: int, batch_size: int,
   return chunk_loop
 
 
-def probe_all(feats_train_S, y_train, feats_test_S, y_test) -> np.ndarray:
-  """Linear-probe accuracy per seed (the "probe" protocol's quick part);
-  NaN (a failure) for non-finite features."""
+def probe_all(feats_train_S, y_train, feats_test_S, y_test,
+              timing: Optional[dict] = None) -> dict[str, np.ndarray]:
+  """Both linear probes per seed: {"accuracy": exact L-BFGS fit (the "probe"
+  protocol's quick part), "accuracy_saga": the notebook's saga solver}, each
+  [S]; NaN (a failure) for non-finite features. With `timing`, appends the
+  CPU seconds of each solver to timing["probe_exact"] / ["probe_saga"]."""
   probe = protocols.get("probe")
   labels = {"train": y_train, "test": y_test}
-  accs = []
+  out = {"accuracy": [], "accuracy_saga": []}
   for ftr, fte in zip(np.asarray(feats_train_S), np.asarray(feats_test_S)):
     if not (np.isfinite(ftr).all() and np.isfinite(fte).all()):
-      accs.append(np.nan)
+      out["accuracy"].append(np.nan)
+      out["accuracy_saga"].append(np.nan)
       continue
-    accs.append(probe({"train": ftr, "test": fte}, labels, options={},
-                      seed=0, full=False)["linear_acc"])
-  return np.asarray(accs)
+    digest = _digest(ftr, y_train, fte, y_test)
+    if digest in _PROBE_CACHE:  # e.g. step 0 of configs sharing g1's init
+      for k, v in _PROBE_CACHE[digest].items():
+        out[k].append(v)
+      continue
+    tc = time.process_time()
+    out["accuracy"].append(probe({"train": ftr, "test": fte}, labels,
+                                 options={}, seed=0, full=False)["linear_acc"])
+    tm = time.process_time()
+    out["accuracy_saga"].append(saga_probe(ftr, y_train, fte, y_test))
+    if timing is not None:
+      timing.setdefault("probe_exact", []).append(tm - tc)
+      timing.setdefault("probe_saga", []).append(time.process_time() - tm)
+    _PROBE_CACHE[digest] = {k: out[k][-1] for k in out}
+  return {k: np.asarray(v) for k, v in out.items()}
 
 
-def features_S(features_fn, states_S, x_N, *args) -> np.ndarray:
-  """`features_fn(states_S, x, *args) -> [S, C, D]` over `x_N` in chunks: [S, N, D]."""
-  return training.apply_in_chunks(lambda x: features_fn(states_S, x, *args),
-                                  x_N, 1000, axis=1)
+# Probe results by a digest of (features, labels): both probes are
+# deterministic functions of them, so identical features (step 0 of configs
+# whose g1 starts from the same seed) are probed once per process.
+_PROBE_CACHE: dict[str, dict] = {}
+
+
+def _digest(*arrays) -> str:
+  import hashlib  # pylint: disable=g-import-not-at-top
+  h = hashlib.sha1()
+  for a in arrays:
+    a = np.ascontiguousarray(a)
+    h.update(str((a.shape, a.dtype)).encode())
+    h.update(a.tobytes())
+  return h.hexdigest()
+
+
+def features_S(features_fn, states_S, x_N, key=None,
+               block: int = 1000) -> np.ndarray:
+  """`features_fn(states_S, x_CxD[, key_c]) -> [S, C, D]` over blocks: [S, N, D].
+
+  `x_N` is cut into blocks of `block` rows; with a `key`, block c gets
+  `fold_in(key, c)`, so every block draws its own noise (one key for all
+  blocks would repeat the same noise pattern in each).
+  """
+  outs = []
+  for c, i in enumerate(range(0, len(x_N), block)):
+    args = () if key is None else (jax.random.fold_in(key, c),)
+    outs.append(np.asarray(jax.device_get(
+        features_fn(states_S, x_N[i:i + block], *args))))
+  return np.concatenate(outs, axis=1)
 
 
 @dataclasses.dataclass
@@ -240,11 +397,13 @@ def multiview_program(make_g1: Callable, make_g2: Callable,
 
   `make_g1(rngs)`, `make_g2(rngs)`, `make_critic(rngs)` build the pieces of
   a `multiview.MultiviewModel`; the loss is `multiview.make_multiview_loss`
-  (-bound, or |bound - target|) with independent N(0, noise_std^2) noise per
-  view; the probed features are g1 of the top half (with its own noise draw
-  when noise_std > 0, as the paper's evaluation graph does).
+  (-bound, or |bound - target|) on `noisy_views`: N(0, noise_std^2) noise,
+  one draw shared by both views in the notebook variant, independent draws
+  in the fixed one; the probed features are g1 of the top half (with its own
+  noise draw when noise_std > 0, as the paper's evaluation graph does).
   """
   views = views_lib.make_views("top_bottom", flatten=flatten)
+  train_views = noisy_views(views, noise_std, shared=settings.notebook)
 
   def model_fn(key):
     rngs = nnx.Rngs(key)
@@ -258,7 +417,7 @@ def multiview_program(make_g1: Callable, make_g2: Callable,
     return model.encode1(v1)
 
   loss_fn = multiview.make_multiview_loss(
-      views=views, bound=bound, noise_std=noise_std, target=target)
+      views=train_views, bound=bound, target=target)
   return Program(model_fn=model_fn, loss_fn=loss_fn,
                  tx=optax.adam(settings.lr), features_fn=features_fn)
 
@@ -269,10 +428,14 @@ def run_program(name: str, program: Program, data: dict, settings: Settings,
   """Trains `len(seed_ids)` seeds as one vmapped program, evaluating as it goes.
 
   Every `settings.eval_every` steps (and at step 0) each seed gets: the bound
-  on held-out test batches (`mi_test`), the mean training-batch bound of the
-  steps since the last evaluation (`mi_train`), the linear-probe accuracy of
-  g1's features (train split -> test split), and the count of non-finite
-  steps so far (`nonfinite_steps`; such steps leave the state unchanged).
+  on held-out test batches (`mi_test`); the bound on as many training-split
+  batches (the first rows of the train split, `mi_trainsplit`: what the
+  paper's "test" curves measured); the mean training-batch bound of the
+  steps since the last evaluation (`mi_train`); both linear-probe accuracies
+  of g1's features, train split -> test split (`accuracy`: exact L-BFGS fit;
+  `accuracy_saga`: the notebook's saga, tol 0.1); and the count of
+  non-finite steps so far (`nonfinite_steps`; such steps leave the state
+  unchanged).
   Returns one row dict per (seed, evaluation step); with `return_states`,
   also the final stacked `TrainState` (leading axis = seeds).
   """
@@ -322,11 +485,14 @@ def run_program(name: str, program: Program, data: dict, settings: Settings,
   tr_img, tr_lab = jnp.asarray(tr["image"]), jnp.asarray(tr["label"])
   te_img = jnp.asarray(te["image"])
   heldout = objectives.split_batches(te, settings.batch_size)
+  n_te = len(te["label"])
+  train_batches = objectives.split_batches(
+      {k: v[:n_te] for k, v in tr.items()}, settings.batch_size)
   s = len(seed_ids)
   rows, nonfinite_S, mi_train_S = [], np.zeros(s, int), np.full(s, np.nan)
   t0, n_chunks = time.time(), settings.steps // settings.eval_every
   timing = {"name": name, "seeds": s, "chunk_steps": settings.eval_every,
-            "train": [], "eval": []}
+            "train": [], "eval": [], "features": [], "bound": []}
   for c in range(n_chunks + 1):
     step = c * settings.eval_every
     if c > 0:
@@ -340,24 +506,36 @@ def run_program(name: str, program: Program, data: dict, settings: Settings,
       mi_train_S = np.where(np.isfinite(mi).all(0), mi.mean(0), np.nan)
     tw, tc = time.time(), time.process_time()
     fkey = jax.random.fold_in(eval_key, step)
-    ftr = features_S(features, states_S, tr_img, fkey)
-    fte = features_S(features, states_S, te_img, fkey)
-    acc_S = probe_all(ftr, tr["label"], fte, te["label"])
+    tf_ = time.process_time()
+    ftr = features_S(features, states_S, tr_img, jax.random.fold_in(fkey, 0))
+    fte = features_S(features, states_S, te_img, jax.random.fold_in(fkey, 1))
+    timing["features"].append(time.process_time() - tf_)
+    accs = probe_all(ftr, tr["label"], fte, te["label"], timing)
+    acc_S = accs["accuracy"]
+    tb = time.process_time()
     mi_test_S = training.heldout_mean(eval_bound, states_S, heldout, eval_key)
+    mi_trs_S = training.heldout_mean(eval_bound, states_S, train_batches,
+                                     jax.random.fold_in(eval_key, 1))
+    timing["bound"].append(time.process_time() - tb)
     extra_vals = {} if extra is None else {
         k: np.asarray(v) for k, v in extra(states_S, fkey).items()}
     for i, seed in enumerate(seed_ids):
       row = {"experiment": name, "seed": seed, "step": step,
-             "mi_test": float(mi_test_S[i]), "mi_train": float(mi_train_S[i]),
+             "mi_test": float(mi_test_S[i]),
+             "mi_trainsplit": float(mi_trs_S[i]),
+             "mi_train": float(mi_train_S[i]),
              "accuracy": float(acc_S[i]),
+             "accuracy_saga": float(accs["accuracy_saga"][i]),
              "nonfinite_steps": int(nonfinite_S[i])}
       for k, v in extra_vals.items():
         row[k] = v[i].tolist() if np.ndim(v[i]) else float(v[i])
       rows.append(row)
     timing["eval"].append((time.time() - tw, time.process_time() - tc))
     if verbose:
-      print(f"  [{name}] step {step:6d}  acc {np.nanmean(acc_S):.4f}  "
+      print(f"  [{name}] step {step:6d}  acc {np.nanmean(acc_S):.4f} "
+            f"(saga {np.nanmean(accs['accuracy_saga']):.4f})  "
             f"I_test {np.nanmean(mi_test_S):+.3f}  "
+            f"I_trainsplit {np.nanmean(mi_trs_S):+.3f}  "
             f"nonfinite {int(nonfinite_S.sum())}  ({time.time() - t0:.0f}s)",
             flush=True)
   TIMINGS.append(timing)
@@ -385,8 +563,9 @@ def timing_lines(timings: list[dict], full: Settings = Settings()) -> str:
   With a single training chunk its time includes compilation (an overestimate).
   """
   lines = ["| config | s/step (wall, all seeds) | CPU s/step/seed | "
-           "CPU s/eval/seed | full setting, CPU h (extrapolated) |",
-           "|---|---|---|---|---|"]
+           "CPU s/eval/seed | of which: probe exact / probe saga / features "
+           "/ bounds (CPU s per seed) | full setting, CPU h (extrapolated) |",
+           "|---|---|---|---|---|---|"]
   total = 0.0
   for t in timings:
     tr_w, tr_c = _steady(t["train"])
@@ -396,9 +575,17 @@ def timing_lines(timings: list[dict], full: Settings = Settings()) -> str:
     full_s = (per_step * full.steps + per_eval * (
         full.steps // full.eval_every + 1)) * full.seeds
     total += full_s
+    parts = []
+    for k in ("probe_exact", "probe_saga", "features", "bound"):
+      v = t.get(k) or []
+      per = np.median(v[1:] if len(v) > 1 else v) if v else math.nan
+      if k in ("features", "bound"):
+        per = per / t["seeds"]
+      parts.append(f"{per:.2f}")
     lines.append(f"| {t['name']} | {tr_w / t['chunk_steps']:.3f} | "
-                 f"{per_step:.4f} | {per_eval:.2f} | {full_s / 3600:.1f} |")
-  lines.append(f"| **total** | | | | **{total / 3600:.1f}** |")
+                 f"{per_step:.4f} | {per_eval:.2f} | {' / '.join(parts)} | "
+                 f"{full_s / 3600:.1f} |")
+  lines.append(f"| **total** | | | | | **{total / 3600:.1f}** |")
   return "\n".join(lines)
 
 
@@ -520,6 +707,21 @@ def plot_panels(results: dict[str, list[dict]], panels: list[tuple],
   plt.close(fig)
 
 
+def run_size(settings: Settings, full: Settings = Settings()) -> str:
+  """"quick", "full" (the paper's setting) or "<steps>steps_<seeds>seeds"."""
+  if settings.quick:
+    return "quick"
+  if (settings.steps, settings.seeds, settings.eval_every) == (
+      full.steps, full.seeds, full.eval_every):
+    return "full"
+  return f"{settings.steps}steps_{settings.seeds}seeds"
+
+
+def run_tag(settings: Settings, full: Settings = Settings()) -> str:
+  """`<dataset>_<run_size>_<variant>`: the output files' names."""
+  return f"{settings.dataset}_{run_size(settings, full)}_{settings.variant}"
+
+
 def report(name: str, results: dict[str, list[dict]], settings: Settings,
            metrics: list[str], panels: list[tuple[str, str]], *,
            baseline: Optional[float] = None, title: str = "",
@@ -529,12 +731,12 @@ def report(name: str, results: dict[str, list[dict]], settings: Settings,
   all_rows = []
   for cfg, rows in results.items():
     all_rows += [dict(r, config=cfg) for r in rows]
-  tag = "quick" if settings.quick else "full"
+  tag = run_tag(settings, full)
   csv_path = os.path.join(settings.out_dir, f"{name}_{tag}.csv")
-  png_path = os.path.join(settings.fig_dir, f"tschannen_{name}.png")
+  png_path = os.path.join(settings.fig_dir, f"tschannen_{name}_{tag}.png")
   write_csv(all_rows, csv_path)
-  sub = (f"{settings.dataset}, {settings.steps} steps, {settings.seeds} seeds"
-         f" ({tag})")
+  sub = (f"{settings.dataset}, {settings.steps} steps, {settings.seeds} seeds,"
+         f" {settings.variant} setting")
   plot_panels(results, panels, png_path, baseline=baseline,
               suptitle=f"{title} — {sub}")
   table = summary_table(results, metrics, baseline=baseline,

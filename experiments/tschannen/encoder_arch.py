@@ -22,7 +22,7 @@ import jax
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
 from experiments.tschannen import common  # pylint: disable=g-import-not-at-top
-from mi_jax import critics, encoders  # pylint: disable=g-import-not-at-top
+from mi_jax import encoders  # pylint: disable=g-import-not-at-top
 
 BOUNDS = {"infonce": "I_NCE", "nwj": "I_NWJ"}
 TARGETS = (2.0, 4.0)
@@ -40,10 +40,6 @@ def mlp(rngs):
 ENCODERS = {"ConvNet": (convnet, False), "MLP": (mlp, True)}
 
 
-def bilinear(rngs):
-  return critics.make("bilinear", 100, 100, rngs=rngs)
-
-
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   common.add_args(parser, quick_steps=50, quick_seeds=2,
@@ -57,14 +53,16 @@ def main(argv=None):
       for name in args.encoders.split(","):
         make, flatten = ENCODERS[name]
         program = common.multiview_program(
-            make, make, bilinear, bound, settings, flatten=flatten,
+            make, make, common.bilinear_critic(100, settings), bound,
+            settings, flatten=flatten,
             target=target)
         if name == "ConvNet" and jax.default_backend() == "cpu":
           program.scan = False  # XLA:CPU convolutions are slow in loops.
         cfg = f"{name} ({label}, t={target:g})"
         results[cfg] = common.run_program(cfg, program, data, settings)
   return common.report(
-      "encoder_arch", results, settings, ["accuracy", "mi_test"],
+      "encoder_arch", results, settings,
+      ["accuracy", "accuracy_saga", "mi_test", "mi_trainsplit"],
       common.BOUND_PANELS,
       baseline=baseline, title="§3.3 encoder architecture, |I_EST - t|",
       wall_s=time.time() - t0)

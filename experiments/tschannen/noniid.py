@@ -144,7 +144,7 @@ def main(argv=None):
             flush=True)
   wall = time.time() - t0
 
-  tag = "quick" if settings.quick else "full"
+  tag = common.run_size(settings)  # synthetic data; no variant differences
   common.write_csv(rows, os.path.join(settings.out_dir, f"noniid_{tag}.csv"))
   lines = [f"### §4 non-i.i.d. negatives ({settings.steps} steps, "
            f"{settings.seeds} seeds, {tag}); true MI = {mi_true:.4f} nats",

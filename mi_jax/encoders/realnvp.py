@@ -4,13 +4,14 @@ Each coupling keeps the first `dim // 2` coordinates `x0` and transforms the
 rest `x1` with a network of `x0` only, so it is invertible for any parameters:
 
   additive (NICE, volume preserving):  y1 = x1 + t(x0)
-  affine:                               y1 = x1 * exp(s(x0)) + t(x0),
-                                        s = tanh(raw_s)  (so 1/e < scale < e)
+  affine:                               y1 = x1 * scale(x0) + t(x0), with
+    affine_scale="tanh" (default):      scale = exp(tanh(raw_s))  (1/e..e)
+    affine_scale="softplus":            scale = softplus(raw_s) + 1e-7
 
 A fixed random permutation (drawn from `seed`) follows each coupling. The
 bounded log-scale keeps the inverse stable in float32; the paper's public code
-uses scale = softplus(raw) + 1e-7 instead, which is not the identity at
-initialisation. Used by Tschannen et al. 2020, §3.1a/b (30 additive or affine
+uses scale = softplus(raw) + 1e-7 ("softplus", unbounded above and not the
+identity at initialisation: softplus(0) = log 2), offered for reproductions. Used by Tschannen et al. 2020, §3.1a/b (30 additive or affine
 couplings, 2x512 ReLU nets, weights ~ truncated N(0, 1e-4^2), zero biases, so
 the encoder starts near the identity).
 """
@@ -23,6 +24,8 @@ import numpy as np
 from flax import nnx
 
 COUPLINGS = ("additive", "affine")
+AFFINE_SCALES = ("tanh", "softplus")
+SOFTPLUS_SCALE_EPS = 1e-7  # scale = softplus(raw) + 1e-7 (Tschannen et al.)
 
 
 class _CouplingNet(nnx.Module):
@@ -72,6 +75,10 @@ class RealNVP(nnx.Module):
       coupling net uses `init_std`; if True only the last one does and the
       others use the default LeCun init. Either way the encoder starts near
       the identity map.
+    affine_scale: how an affine coupling maps its raw output to the scale:
+      "tanh" (default), scale = exp(tanh(raw)), bounded in (1/e, e); or
+      "softplus", scale = softplus(raw) + 1e-7 (Tschannen et al.'s notebook).
+      Ignored by additive couplings.
     seed: seed of the fixed random permutations (NumPy), not a JAX key.
   """
 
@@ -84,6 +91,7 @@ class RealNVP(nnx.Module):
       init_std: float = 1e-4,
       *,
       init_last_only: bool = False,
+      affine_scale: str = "tanh",
       seed: int = 0,
       dtype=None,
       param_dtype=jnp.float32,
@@ -92,12 +100,16 @@ class RealNVP(nnx.Module):
     if coupling not in COUPLINGS:
       raise ValueError(
           f"Unknown coupling {coupling!r}; known: {list(COUPLINGS)}")
+    if affine_scale not in AFFINE_SCALES:
+      raise ValueError(f"Unknown affine_scale {affine_scale!r}; known: "
+                       f"{list(AFFINE_SCALES)}")
     if dim < 2:
       raise ValueError(f"RealNVP needs dim >= 2, got {dim}.")
     self.dim = dim
     self.out_dim = dim
     self.num_masked = dim // 2
     self.coupling = coupling
+    self.affine_scale = affine_scale
     out_dim = dim - self.num_masked
     if coupling == "affine":
       out_dim *= 2
@@ -122,12 +134,17 @@ class RealNVP(nnx.Module):
           f"shape {tuple(x.shape)}.")
     return x_BxD
 
-  def _shift_log_scale(self, net, x0_BxD0):
+  def _shift_scale(self, net, x0_BxD0):
+    """(shift, scale, log_scale); scale and log_scale are None if additive."""
     out = net(x0_BxD0)
     if self.coupling == "additive":
-      return out, None
+      return out, None, None
     shift, raw_scale = jnp.split(out, 2, axis=-1)
-    return shift, jnp.tanh(raw_scale)
+    if self.affine_scale == "softplus":
+      scale = jax.nn.softplus(raw_scale) + SOFTPLUS_SCALE_EPS
+      return shift, scale, jnp.log(scale)
+    log_scale = jnp.tanh(raw_scale)
+    return shift, jnp.exp(log_scale), log_scale
 
   def forward_and_log_det(self, x: jax.Array):
     """Returns `(z_BxD, log_det_B)` with `log_det = log|det dz/dx|`."""
@@ -136,9 +153,9 @@ class RealNVP(nnx.Module):
     k = self.num_masked
     for net, perm in zip(self.nets, self.permutations):
       x0, x1 = z_BxD[:, :k], z_BxD[:, k:]
-      shift, log_scale = self._shift_log_scale(net, x0)
-      if log_scale is not None:
-        x1 = x1 * jnp.exp(log_scale)
+      shift, scale, log_scale = self._shift_scale(net, x0)
+      if scale is not None:
+        x1 = x1 * scale
         log_det_B = log_det_B + jnp.sum(log_scale, axis=-1)
       z_BxD = jnp.concatenate([x0, x1 + shift], axis=-1)
       z_BxD = z_BxD[:, np.asarray(perm)]
@@ -156,9 +173,9 @@ class RealNVP(nnx.Module):
                              reversed(self.inverse_permutations)):
       x_BxD = x_BxD[:, np.asarray(inv_perm)]
       y0, y1 = x_BxD[:, :k], x_BxD[:, k:]
-      shift, log_scale = self._shift_log_scale(net, y0)
+      shift, scale, _ = self._shift_scale(net, y0)
       x1 = y1 - shift
-      if log_scale is not None:
-        x1 = x1 * jnp.exp(-log_scale)
+      if scale is not None:
+        x1 = x1 / scale
       x_BxD = jnp.concatenate([y0, x1], axis=-1)
     return x_BxD
