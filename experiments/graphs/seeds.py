@@ -226,14 +226,35 @@ def run_infograph(config, seeds, save_embeddings=None, baseline_seeds=None):
     np.savez(save_embeddings, embeddings=out["embeddings"],
              init_embeddings=out["init_embeddings"], losses=out["losses"])
   t0 = time.time()
+  res.update(score_embeddings(config, ds, out, baseline_seeds))
+  res["svm_s"] = time.time() - t0
+  res["total_s"] = res["baselines_s"] + res["train_s"] + res["svm_s"]
+  return res
+
+
+def score_embeddings(config, ds, out, baseline_seeds=None, gamma=None):
+  """The 10-fold SVM of every seed's `embeddings` / `init_embeddings` [S, G, D]."""
+  svm = dict(Cs=tuple(config.svm.Cs), inner_folds=config.svm.inner_folds,
+             gamma=config.svm.gamma if gamma is None else gamma)
+  res = {}
   for key, n in (("embeddings", None), ("init_embeddings", baseline_seeds)):
-    runs = [svm_kfold(e, ds.labels, ds.folds, kernel=c.svm_kernel,
-                      gamma=config.svm.gamma, **svm) for e in out[key][:n]]
+    runs = [svm_kfold(e, ds.labels, ds.folds,
+                      kernel=config.infograph.svm_kernel, **svm)
+            for e in out[key][:n]]
     res[key] = _mean_std([r["mean"] for r in runs])
     res[key]["fold_std"] = float(np.std([r["fold_acc"] for r in runs]))
     res[key]["C"] = [r["C"] for r in runs]
-  res["svm_s"] = time.time() - t0
-  res["total_s"] = res["baselines_s"] + res["train_s"] + res["svm_s"]
+  return res
+
+
+def rescore_infograph(config, path, gamma, baseline_seeds=None):
+  """Re-scores embeddings saved by `--save_embeddings` with another gamma."""
+  ds = graphs.load_tu(config.infograph.dataset,
+                      datasets_dir=config.get("datasets_dir") or None)
+  t0 = time.time()
+  res = score_embeddings(config, ds, dict(np.load(path)), baseline_seeds,
+                         gamma)
+  res["svm_s"] = res["total_s"] = res["train_s"] = time.time() - t0
   return res
 
 
@@ -245,6 +266,11 @@ def main(argv=None):
   parser.add_argument("--out", default=None, help="write the results as JSON")
   parser.add_argument("--save_embeddings", default=None,
                       help="InfoGraph: write the embeddings as .npz")
+  parser.add_argument("--rescore", default=None,
+                      help="InfoGraph: score a saved .npz instead of training")
+  parser.add_argument("--gamma", default=None,
+                      help="InfoGraph: SVM gamma ('auto', 'scale' or a number;"
+                      " default: the config's)")
   parser.add_argument("--baseline_seeds", type=int, default=None,
                       help="InfoGraph: random-init baseline of the first K "
                       "seeds only (default: every seed)")
@@ -253,6 +279,11 @@ def main(argv=None):
   seeds = list(range(args.first_seed, args.first_seed + args.seeds))
   if config.method == "dgi":
     out = run_dgi(config, seeds)
+  elif args.rescore:
+    gamma = args.gamma
+    if gamma not in (None, "auto", "scale"):
+      gamma = float(gamma)
+    out = rescore_infograph(config, args.rescore, gamma, args.baseline_seeds)
   else:
     out = run_infograph(config, seeds, args.save_embeddings,
                         args.baseline_seeds)
