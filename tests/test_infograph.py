@@ -135,3 +135,43 @@ def test_mi_jax_train_runs_infograph_on_mutag(tmp_path, capsys):
   for label in ("InfoGraph embeddings", r"tag\+degree histogram \(raw\)",
                 "random-init encoder"):
     assert re.search(label + r"\s+\d+\.\d\d \+-", out), out
+
+
+def test_linear_kernels_are_xavier_uniform_and_biases_zero():
+  # The reference's init_emb: every nn.Linear Xavier-uniform, bias 0.
+  model = infograph.InfoGraphModel(7, 32, 5, rngs=nnx.Rngs(0))
+  linears = [m for _, m in nnx.iter_graph(model) if isinstance(m, nnx.Linear)]
+  assert len(linears) == 5 * 2 + 2 * 4
+  for lin in linears:
+    w = np.asarray(lin.kernel[...])
+    bound = np.sqrt(6.0 / sum(w.shape))
+    assert np.abs(w).max() <= bound
+    # Uniform on [-bound, bound]: variance bound^2 / 3 (lecun-normal's
+    # 1 / fan_in differs by a factor (fan_in + fan_out) / (2 fan_in)).
+    if w.size >= 1024:
+      np.testing.assert_allclose(w.var(), bound ** 2 / 3, rtol=0.1)
+      assert np.abs(w).max() > 0.97 * bound
+    np.testing.assert_array_equal(np.asarray(lin.bias[...]), 0.0)
+
+
+def test_svm_fixed_gamma_precomputed_equals_rbf_svc():
+  from sklearn.model_selection import GridSearchCV, StratifiedKFold
+  from sklearn.svm import SVC
+  rng = np.random.default_rng(3)
+  y = np.repeat([0, 1, 2], 20)
+  x = rng.normal(size=(60, 5)) + 1.2 * y[:, None]
+  folds = [(np.setdiff1d(np.arange(60), t), t)
+           for t in np.array_split(rng.permutation(60), 3)]
+  got = svm_kfold(x, y, folds, gamma="auto", Cs=(0.1, 1.0, 10.0))
+  accs, cs = [], []
+  for tr, te in folds:   # scikit-learn's own RBF SVC with gamma = 1 / D
+    s = GridSearchCV(SVC(gamma=1 / 5), {"C": [0.1, 1.0, 10.0]},
+                     cv=StratifiedKFold(5, shuffle=True, random_state=0))
+    s.fit(x[tr], y[tr])
+    accs.append(np.mean(s.predict(x[te]) == y[te]))
+    cs.append(s.best_params_["C"])
+  np.testing.assert_allclose(got["fold_acc"], accs)
+  assert got["C"] == cs
+  assert 0.5 < got["mean"] < 1.0
+  with pytest.raises(ValueError, match="gamma"):
+    svm_kfold(x, y, folds, gamma=-1.0)

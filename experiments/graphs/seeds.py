@@ -190,26 +190,71 @@ def run_dgi(config, seeds):
   return res
 
 
-def run_infograph(config, seeds):
-  """InfoGraph on a TU set: every seed, then the 10-fold SVM; WL baseline."""
+def histogram_features(dataset, budget, batch_size, num_tags):
+  """Tag + degree histogram of every graph, [G, num_tags + 33] (raw baseline)."""
+  raw = jax.jit(infograph.raw_histogram(num_tags))
+  out = [np.asarray(raw(jax.tree.map(lambda x: x[None], batch)))[:len(ids)]
+         for batch, ids in graphs.ordered_batches(dataset, budget, batch_size)]
+  return np.concatenate(out)
+
+
+def run_infograph(config, seeds, save_embeddings=None, baseline_seeds=None):
+  """InfoGraph on a TU set: every seed, then the 10-fold SVM; WL and
+  tag+degree-histogram baselines through the same protocol.
+
+  `baseline_seeds`: score the random-init encoder of the first this many
+  seeds only (None: all), to save SVM time on the large sets.
+  """
   c = config.infograph
   ds = graphs.load_tu(c.dataset, datasets_dir=config.get("datasets_dir") or None)
+  svm = dict(Cs=tuple(config.svm.Cs), inner_folds=config.svm.inner_folds)
   t0 = time.time()
   res = {"wl": svm_kfold(wl_kernel(ds, c.wl_iterations), ds.labels, ds.folds,
-                         kernel="precomputed")}
-  res["wl_s"] = time.time() - t0
+                         kernel="precomputed", **svm)}
+  budget = graphs.budget_for(ds, config.batch_size)
+  res["hist"] = svm_kfold(
+      histogram_features(ds, budget, config.batch_size, ds.num_features),
+      ds.labels, ds.folds, kernel=c.svm_kernel, gamma=config.svm.gamma, **svm)
+  res["baselines_s"] = time.time() - t0
   t0 = time.time()
   out = infograph_fit_seeds(ds, seeds, hidden=c.hidden,
                             num_layers=c.num_layers,
                             batch_size=config.batch_size, epochs=c.epochs,
                             learning_rate=config.lr)
   res["train_s"] = time.time() - t0
-  for key in ("embeddings", "init_embeddings"):
-    runs = [svm_kfold(e, ds.labels, ds.folds, kernel=c.svm_kernel)
-            for e in out[key]]
+  if save_embeddings:
+    np.savez(save_embeddings, embeddings=out["embeddings"],
+             init_embeddings=out["init_embeddings"], losses=out["losses"])
+  t0 = time.time()
+  res.update(score_embeddings(config, ds, out, baseline_seeds))
+  res["svm_s"] = time.time() - t0
+  res["total_s"] = res["baselines_s"] + res["train_s"] + res["svm_s"]
+  return res
+
+
+def score_embeddings(config, ds, out, baseline_seeds=None, gamma=None):
+  """The 10-fold SVM of every seed's `embeddings` / `init_embeddings` [S, G, D]."""
+  svm = dict(Cs=tuple(config.svm.Cs), inner_folds=config.svm.inner_folds,
+             gamma=config.svm.gamma if gamma is None else gamma)
+  res = {}
+  for key, n in (("embeddings", None), ("init_embeddings", baseline_seeds)):
+    runs = [svm_kfold(e, ds.labels, ds.folds,
+                      kernel=config.infograph.svm_kernel, **svm)
+            for e in out[key][:n]]
     res[key] = _mean_std([r["mean"] for r in runs])
     res[key]["fold_std"] = float(np.std([r["fold_acc"] for r in runs]))
-  res["total_s"] = time.time() - t0 + res["wl_s"]
+    res[key]["C"] = [r["C"] for r in runs]
+  return res
+
+
+def rescore_infograph(config, path, gamma, baseline_seeds=None):
+  """Re-scores embeddings saved by `--save_embeddings` with another gamma."""
+  ds = graphs.load_tu(config.infograph.dataset,
+                      datasets_dir=config.get("datasets_dir") or None)
+  t0 = time.time()
+  res = score_embeddings(config, ds, dict(np.load(path)), baseline_seeds,
+                         gamma)
+  res["svm_s"] = res["total_s"] = res["train_s"] = time.time() - t0
   return res
 
 
@@ -219,20 +264,40 @@ def main(argv=None):
   parser.add_argument("--seeds", type=int, default=10)
   parser.add_argument("--first_seed", type=int, default=0)
   parser.add_argument("--out", default=None, help="write the results as JSON")
+  parser.add_argument("--save_embeddings", default=None,
+                      help="InfoGraph: write the embeddings as .npz")
+  parser.add_argument("--rescore", default=None,
+                      help="InfoGraph: score a saved .npz instead of training")
+  parser.add_argument("--gamma", default=None,
+                      help="InfoGraph: SVM gamma ('auto', 'scale' or a number;"
+                      " default: the config's)")
+  parser.add_argument("--baseline_seeds", type=int, default=None,
+                      help="InfoGraph: random-init baseline of the first K "
+                      "seeds only (default: every seed)")
   args = parser.parse_args(argv)
   config = load_config(args.config)
   seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-  run = run_dgi if config.method == "dgi" else run_infograph
-  res = {"config": args.config, "seeds": seeds, **run(config, seeds)}
+  if config.method == "dgi":
+    out = run_dgi(config, seeds)
+  elif args.rescore:
+    gamma = args.gamma
+    if gamma not in (None, "auto", "scale"):
+      gamma = float(gamma)
+    out = rescore_infograph(config, args.rescore, gamma, args.baseline_seeds)
+  else:
+    out = run_infograph(config, seeds, args.save_embeddings,
+                        args.baseline_seeds)
+  res = {"config": args.config, "seeds": seeds, **out}
   line = lambda k: f"{100 * res[k]['mean']:.2f} +- {100 * res[k]['std']:.2f}"  # noqa: E731
   print(f"{args.config}  seeds {seeds[0]}..{seeds[-1]}")
   print(f"  learned    {line('embeddings')}  (mean +- std over seeds)")
   print(f"  random-init {line('init_embeddings')}")
   if "raw" in res:
     print(f"  raw features {100 * res['raw']['test_acc']:.2f}")
-  if "wl" in res:
-    print(f"  WL kernel  {100 * res['wl']['mean']:.2f} +- "
-          f"{100 * res['wl']['std']:.2f} (over folds)")
+  for key, name in (("wl", "WL kernel"), ("hist", "tag+degree hist")):
+    if key in res:
+      print(f"  {name}  {100 * res[key]['mean']:.2f} +- "
+            f"{100 * res[key]['std']:.2f} (over folds)")
   print(f"  wall {res['total_s']:.0f} s (train {res['train_s']:.0f} s)")
   if args.out:
     with open(args.out, "w") as f:

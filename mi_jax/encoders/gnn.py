@@ -187,12 +187,15 @@ class GINLayer(nnx.Module):
 
     h'_v = BN(ReLU(MLP((1 + eps) h_v + sum_{u in N(v)} h_u))),
   MLP = Linear -> ReLU -> Linear. eps is fixed (0 by default) or learned.
+  `kernel_init` initialises both Linear kernels (biases start at 0).
   """
 
   def __init__(self, in_dim: int, out_dim: int, *, rngs: nnx.Rngs,
-               eps: float = 0.0, learn_eps: bool = False):
-    self.lin1 = nnx.Linear(in_dim, out_dim, rngs=rngs)
-    self.lin2 = nnx.Linear(out_dim, out_dim, rngs=rngs)
+               eps: float = 0.0, learn_eps: bool = False,
+               kernel_init=nnx.initializers.lecun_normal()):
+    self.lin1 = nnx.Linear(in_dim, out_dim, kernel_init=kernel_init, rngs=rngs)
+    self.lin2 = nnx.Linear(out_dim, out_dim, kernel_init=kernel_init,
+                           rngs=rngs)
     self.bn = MaskedBatchNorm(out_dim)
     self.learn_eps = learn_eps
     self.eps = (nnx.Param(jnp.asarray(eps, jnp.float32)) if learn_eps
@@ -215,12 +218,14 @@ class GIN(nnx.Module):
   """
 
   def __init__(self, in_dim: int, hidden: int = 32, num_layers: int = 5, *,
-               rngs: nnx.Rngs, eps: float = 0.0, learn_eps: bool = False):
+               rngs: nnx.Rngs, eps: float = 0.0, learn_eps: bool = False,
+               kernel_init=nnx.initializers.lecun_normal()):
     dims = (in_dim,) + (hidden,) * num_layers
     self.in_dim, self.hidden, self.num_layers = in_dim, hidden, num_layers
     self.out_dim = hidden * num_layers
     self.layers = nnx.List([
-        GINLayer(a, b, rngs=rngs, eps=eps, learn_eps=learn_eps)
+        GINLayer(a, b, rngs=rngs, eps=eps, learn_eps=learn_eps,
+                 kernel_init=kernel_init)
         for a, b in zip(dims[:-1], dims[1:])])
 
   def __call__(self, batch):

@@ -5,6 +5,15 @@ fit on the training graphs with C picked by an inner stratified k-fold
 cross-validation on those training graphs only (grid 10^-3 .. 10^3, as in
 the InfoGraph reference), then scored once on the test graphs. The test fold
 chooses nothing: not C, not the training epoch (fixed by the caller).
+
+The RBF width: the reference's `SVC()` ran under scikit-learn <= 0.21 (its
+experiments date from 2019; 0.22, Dec 2019, changed the default), whose
+default gamma was "auto" = 1 / n_features; scikit-learn >= 0.22's default is
+"scale" = 1 / (n_features * X.var()). A fixed gamma ("auto" or a number)
+does not depend on the data, so the Gram matrix
+K[i, j] = exp(-gamma ||x_i - x_j||^2) is computed once for all folds and
+every SVC runs on its precomputed blocks (the same classifier, without
+recomputing kernel rows in every one of the 10 x (5 x |Cs| + 1) fits).
 """
 from typing import Sequence
 
@@ -15,9 +24,18 @@ from mi_jax.evaluation import protocols
 DEFAULT_CS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
 
 
+def rbf_gram(x_GxD, gamma: float) -> np.ndarray:
+  """K[i, j] = exp(-gamma ||x_i - x_j||^2) in float64, [G, G]."""
+  x = np.asarray(x_GxD, np.float64)
+  sq_G = np.einsum("gd,gd->g", x, x)
+  d2_GxG = np.maximum(sq_G[:, None] + sq_G[None, :] - 2 * x @ x.T, 0.0)
+  np.fill_diagonal(d2_GxG, 0.0)
+  return np.exp(-gamma * d2_GxG)
+
+
 def svm_kfold(x, labels_G, folds, *, kernel: str = "rbf",
               Cs: Sequence[float] = DEFAULT_CS, inner_folds: int = 5,
-              seed: int = 0) -> dict:
+              seed: int = 0, gamma="scale") -> dict:
   """Accuracy on each outer fold of an inner-CV-tuned SVM.
 
   Args:
@@ -28,6 +46,9 @@ def svm_kfold(x, labels_G, folds, *, kernel: str = "rbf",
       "precomputed".
     Cs: the grid of C values searched on the training fold.
     inner_folds: folds of the inner `StratifiedKFold` (shuffled with `seed`).
+    gamma: RBF width: "scale" (scikit-learn >= 0.22 default, from each
+      training fold's variance), "auto" (1 / D, the reference's) or a float;
+      a fixed gamma runs on a precomputed `rbf_gram`.
 
   Returns:
     {"fold_acc": [k] accuracies, "mean", "std", "C": [k] chosen C}.
@@ -39,6 +60,12 @@ def svm_kfold(x, labels_G, folds, *, kernel: str = "rbf",
   if len(x) != len(y_G) or (kernel == "precomputed" and x.shape != (len(y_G),) * 2):
     raise ValueError(f"features {x.shape} do not match {len(y_G)} labels "
                      f"(kernel={kernel!r}).")
+  if kernel == "rbf" and gamma != "scale":
+    width = 1.0 / x.shape[1] if gamma == "auto" else float(gamma)
+    if not (np.isfinite(width) and width > 0):
+      raise ValueError(f"gamma must be 'scale', 'auto' or a positive number, "
+                       f"got {gamma!r}.")
+    x, kernel = rbf_gram(x, width), "precomputed"
   accs, chosen = [], []
   for train_idx, test_idx in folds:
     inner = StratifiedKFold(inner_folds, shuffle=True, random_state=seed)
@@ -60,6 +87,7 @@ def svm_kfold(x, labels_G, folds, *, kernel: str = "rbf",
 def svm_protocol(feats, labels, *, options, seed, full):
   """Engine protocol: split "all" (every graph); options folds, kernel, Cs.
 
+  Option `gamma` (default "scale") is the RBF width (see `svm_kfold`).
   Returns `acc` (mean over the folds) and `acc_fold_std`; with `full`, an
   option `wl` (a function returning the WL Gram matrix) and `wl_baseline`
   (default True), also `wl_acc`.
@@ -67,7 +95,8 @@ def svm_protocol(feats, labels, *, options, seed, full):
   kw = dict(Cs=tuple(options.get("Cs", DEFAULT_CS)),
             inner_folds=options.get("inner_folds", 5), seed=seed)
   r = svm_kfold(feats["all"], labels["all"], options["folds"],
-                kernel=options.get("kernel", "rbf"), **kw)
+                kernel=options.get("kernel", "rbf"),
+                gamma=options.get("gamma", "scale"), **kw)
   out = {"acc": r["mean"], "acc_fold_std": r["std"]}
   if (full and options.get("wl") is not None
       and options.get("wl_baseline", True)):

@@ -32,12 +32,18 @@ from mi_jax.encoders.gnn import GIN, sum_pool
 from mi_jax.objectives._method import Evaluation, Method
 
 
+# The reference (`InfoGraph.init_emb`) re-initialises every nn.Linear of the
+# model, encoder MLPs included, with Xavier-uniform weights and zero biases.
+XAVIER = nnx.initializers.glorot_uniform()
+
+
 class FFHead(nnx.Module):
   """f(x) = MLP(x) + W x: three Linear+ReLU layers plus a linear shortcut."""
 
-  def __init__(self, dim: int, *, rngs: nnx.Rngs):
-    self.block = nnx.List([nnx.Linear(dim, dim, rngs=rngs) for _ in range(3)])
-    self.shortcut = nnx.Linear(dim, dim, rngs=rngs)
+  def __init__(self, dim: int, *, rngs: nnx.Rngs, kernel_init=XAVIER):
+    self.block = nnx.List([nnx.Linear(dim, dim, kernel_init=kernel_init,
+                                      rngs=rngs) for _ in range(3)])
+    self.shortcut = nnx.Linear(dim, dim, kernel_init=kernel_init, rngs=rngs)
 
   def __call__(self, x):
     h = x
@@ -47,11 +53,16 @@ class FFHead(nnx.Module):
 
 
 class InfoGraphModel(nnx.Module):
-  """GIN encoder + local head phi + global head psi (InfoGraph, prior off)."""
+  """GIN encoder + local head phi + global head psi (InfoGraph, prior off).
+
+  Every Linear kernel (GIN MLPs and both heads) is Xavier-uniform and every
+  bias 0, as after the reference's `init_emb`.
+  """
 
   def __init__(self, in_dim: int, hidden: int = 32, num_layers: int = 5, *,
                rngs: nnx.Rngs):
-    self.encoder = GIN(in_dim, hidden, num_layers, rngs=rngs)
+    self.encoder = GIN(in_dim, hidden, num_layers, rngs=rngs,
+                       kernel_init=XAVIER)
     self.local_head = FFHead(self.encoder.out_dim, rngs=rngs)
     self.global_head = FFHead(self.encoder.out_dim, rngs=rngs)
 
