@@ -198,15 +198,9 @@ def histogram_features(dataset, budget, batch_size, num_tags):
   return np.concatenate(out)
 
 
-def run_infograph(config, seeds, save_embeddings=None, baseline_seeds=None):
-  """InfoGraph on a TU set: every seed, then the 10-fold SVM; WL and
-  tag+degree-histogram baselines through the same protocol.
-
-  `baseline_seeds`: score the random-init encoder of the first this many
-  seeds only (None: all), to save SVM time on the large sets.
-  """
+def kernel_baselines(config, ds):
+  """The WL-kernel and tag+degree-histogram baselines (10-fold SVM)."""
   c = config.infograph
-  ds = graphs.load_tu(c.dataset, datasets_dir=config.get("datasets_dir") or None)
   svm = dict(Cs=tuple(config.svm.Cs), inner_folds=config.svm.inner_folds)
   t0 = time.time()
   res = {"wl": svm_kfold(wl_kernel(ds, c.wl_iterations), ds.labels, ds.folds,
@@ -216,6 +210,19 @@ def run_infograph(config, seeds, save_embeddings=None, baseline_seeds=None):
       histogram_features(ds, budget, config.batch_size, ds.num_features),
       ds.labels, ds.folds, kernel=c.svm_kernel, gamma=config.svm.gamma, **svm)
   res["baselines_s"] = time.time() - t0
+  return res
+
+
+def run_infograph(config, seeds, save_embeddings=None, baseline_seeds=None):
+  """InfoGraph on a TU set: every seed, then the 10-fold SVM; WL and
+  tag+degree-histogram baselines through the same protocol.
+
+  `baseline_seeds`: score the random-init encoder of the first this many
+  seeds only (None: all), to save SVM time on the large sets.
+  """
+  c = config.infograph
+  ds = graphs.load_tu(c.dataset, datasets_dir=config.get("datasets_dir") or None)
+  res = kernel_baselines(config, ds)
   t0 = time.time()
   out = infograph_fit_seeds(ds, seeds, hidden=c.hidden,
                             num_layers=c.num_layers,
@@ -247,13 +254,16 @@ def score_embeddings(config, ds, out, baseline_seeds=None, gamma=None):
   return res
 
 
-def rescore_infograph(config, path, gamma, baseline_seeds=None):
-  """Re-scores embeddings saved by `--save_embeddings` with another gamma."""
+def rescore_infograph(config, path, gamma, baseline_seeds=None,
+                      with_baselines=False):
+  """Re-scores embeddings saved by `--save_embeddings` (with another gamma),
+  and with `with_baselines` the WL / histogram baselines too."""
   ds = graphs.load_tu(config.infograph.dataset,
                       datasets_dir=config.get("datasets_dir") or None)
+  res = kernel_baselines(config, ds) if with_baselines else {}
   t0 = time.time()
-  res = score_embeddings(config, ds, dict(np.load(path)), baseline_seeds,
-                         gamma)
+  res.update(score_embeddings(config, ds, dict(np.load(path)), baseline_seeds,
+                              gamma))
   res["svm_s"] = res["total_s"] = res["train_s"] = time.time() - t0
   return res
 
@@ -271,6 +281,9 @@ def main(argv=None):
   parser.add_argument("--gamma", default=None,
                       help="InfoGraph: SVM gamma ('auto', 'scale' or a number;"
                       " default: the config's)")
+  parser.add_argument("--with_baselines", action="store_true",
+                      help="InfoGraph --rescore: also score the WL and "
+                      "histogram baselines")
   parser.add_argument("--baseline_seeds", type=int, default=None,
                       help="InfoGraph: random-init baseline of the first K "
                       "seeds only (default: every seed)")
@@ -283,7 +296,8 @@ def main(argv=None):
     gamma = args.gamma
     if gamma not in (None, "auto", "scale"):
       gamma = float(gamma)
-    out = rescore_infograph(config, args.rescore, gamma, args.baseline_seeds)
+    out = rescore_infograph(config, args.rescore, gamma, args.baseline_seeds,
+                            args.with_baselines)
   else:
     out = run_infograph(config, seeds, args.save_embeddings,
                         args.baseline_seeds)
