@@ -262,8 +262,8 @@ def rescore_infograph(config, path, gamma, baseline_seeds=None,
                       datasets_dir=config.get("datasets_dir") or None)
   res = kernel_baselines(config, ds) if with_baselines else {}
   t0 = time.time()
-  res.update(score_embeddings(config, ds, dict(np.load(path)), baseline_seeds,
-                              gamma))
+  with np.load(path, allow_pickle=False) as saved:
+    res.update(score_embeddings(config, ds, dict(saved), baseline_seeds, gamma))
   res["svm_s"] = res["total_s"] = res["train_s"] = time.time() - t0
   return res
 
@@ -289,6 +289,9 @@ def main(argv=None):
                       "seeds only (default: every seed)")
   args = parser.parse_args(argv)
   config = load_config(args.config)
+  if args.rescore:  # the seeds are those saved in the file
+    with np.load(args.rescore, allow_pickle=False) as saved:
+      args.seeds = len(saved["embeddings"])
   seeds = list(range(args.first_seed, args.first_seed + args.seeds))
   if config.method == "dgi":
     out = run_dgi(config, seeds)
