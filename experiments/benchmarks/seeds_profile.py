@@ -144,39 +144,26 @@ def main():
          "sequential": list(singles)}
   batch = {"image": images}
 
-  def run_vmap(steps):
-    s = box["vmap"]
-    for _ in range(steps):
-      s, m = vstep(s, batch, keys)
-    box["vmap"] = s
-    jax.block_until_ready(m["loss"])
+  def stacked_runner(name, step_fn):
+    """Runs `step_fn` on the stacked states kept in box[name]."""
+    def run(steps):
+      s = box[name]
+      for _ in range(steps):
+        s, m = step_fn(s, batch, keys)
+      box[name] = s
+      jax.block_until_ready(m["loss"])
+    return run
 
-  def run_scan(steps):
-    s = box["scan_seeds"]
-    for _ in range(steps):
-      s, m = mstep(s, batch, keys)
-    box["scan_seeds"] = s
-    jax.block_until_ready(m["loss"])
-
-  def run_group(steps):
-    s = box["map_k"]
-    for _ in range(steps):
-      s, m = gstep(s, batch, keys)
-    box["map_k"] = s
-    jax.block_until_ready(m["loss"])
+  run_vmap = stacked_runner("vmap", vstep)
+  run_scan = stacked_runner("scan_seeds", mstep)
+  run_group = stacked_runner("map_k", gstep)
+  run_nocond = stacked_runner("vmap_nocond", ncstep)
 
   def run_seq(steps):
     ss = box["sequential"]
     for i in range(n):
       for _ in range(steps):
         ss[i], m = jstep(ss[i], {"image": images[i]}, keys[i])
-    jax.block_until_ready(m["loss"])
-
-  def run_nocond(steps):
-    s = box["vmap_nocond"]
-    for _ in range(steps):
-      s, m = ncstep(s, batch, keys)
-    box["vmap_nocond"] = s
     jax.block_until_ready(m["loss"])
 
   def pair(vfn, vargs, one_fn, one_args):
