@@ -9,6 +9,7 @@ from flax import nnx
 
 from mi_jax import bounds, critics, training
 from mi_jax.objectives import multiview
+from mi_jax.training import sharding
 
 
 class _Enc(nnx.Module):
@@ -298,3 +299,28 @@ def test_shared_encoder_and_target_mode():
                              rtol=1e-6)
   # Shared weights: one encoder's params in the state.
   assert "g2" not in state.params or "g1" not in state.params
+
+
+def test_global_norm_one_device_and_under_a_mesh():
+  """The concatenated form (one device) and optax's per-leaf form (traced
+  under a mesh) both equal the float64 norm; integer leaves are left out."""
+  rng = np.random.default_rng(0)
+  tree = {"w": rng.normal(size=(7, 5)).astype(np.float32),
+          "b": rng.normal(size=(5,)).astype(np.float32) * 30,
+          "s": np.float32(-2.5), "n": np.arange(4, dtype=np.int32)}
+  want = np.sqrt(sum(np.sum(np.asarray(v, np.float64) ** 2)
+                     for k, v in tree.items() if k != "n"))
+  got = jax.jit(training.global_norm)(tree)
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  assert got.dtype == jnp.float32
+  mesh = sharding.make_mesh()
+  with jax.set_mesh(mesh):
+    got_mesh = jax.jit(training.global_norm)(tree)
+  np.testing.assert_allclose(got_mesh, want, rtol=1e-6)
+  assert float(training.global_norm({"n": np.arange(3)})) == 0.0
+  bad = dict(tree, b=np.where(np.arange(5) == 1, np.inf, tree["b"]))
+  assert np.isinf(jax.jit(training.global_norm)(bad))
+  vmapped = jax.vmap(training.global_norm)(
+      {"w": np.stack([tree["w"], 2 * tree["w"]])})
+  one = np.sqrt(np.sum(np.asarray(tree["w"], np.float64) ** 2))
+  np.testing.assert_allclose(vmapped, [one, 2 * one], rtol=1e-6)

@@ -12,5 +12,5 @@ from mi_jax.training.state import (
     TrainState, init_train_state, init_train_states, merge_model, split_model,
     unstack_state)
 from mi_jax.training.step import (
-    make_eval_step, make_multi_step, make_train_step, map_over_seeds,
+    global_norm, make_eval_step, make_multi_step, make_train_step, map_over_seeds,
     vmap_over_seeds, with_batch_sampler)
