@@ -7,6 +7,7 @@ over a mesh (`mi_jax.training.sharding.shard_train_step`). Python and NNX only
 run while tracing; the compiled step sees plain pytrees.
 """
 
+import functools
 from typing import Any, Callable, Optional
 
 import jax
@@ -33,7 +34,7 @@ def _cast_like(tree, like):
   return jax.tree.map(lambda x, y: x.astype(y.dtype), tree, like)
 
 
-def global_norm(tree) -> jax.Array:
+def global_norm(tree, *, concat: bool = True) -> jax.Array:
   """Global L2 norm `sqrt(sum_leaves sum_i x_i^2)` of the floating leaves of `tree`.
 
   Same value as `optax.global_norm` (up to float rounding order). On one
@@ -43,13 +44,16 @@ def global_norm(tree) -> jax.Array:
   ~10% of the step, this form ~2%; `experiments/benchmarks/step_speed.py
   --breakdown`). Traced under a mesh (`jax.set_mesh`, as `shard_train_step`
   does) it keeps `optax.global_norm`'s per-leaf sums, so sharded leaves are
-  reduced where they live instead of being gathered for a concatenation.
+  reduced where they live instead of being gathered for a concatenation;
+  `concat=False` asks for that form too (e.g. under vmap, where the leaves
+  carry a seed axis and the concatenation would be a real copy).
   """
   leaves = [x for x in jax.tree.leaves(tree)
             if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
   if not leaves:
     return jnp.zeros((), jnp.float32)
-  if len(leaves) == 1 or not jax.sharding.get_abstract_mesh().empty:
+  if (not concat or len(leaves) == 1
+      or not jax.sharding.get_abstract_mesh().empty):
     return optax.global_norm(leaves)
   dtype = jnp.result_type(*leaves)
   flat = jnp.concatenate([jnp.ravel(x).astype(dtype) for x in leaves])
@@ -73,8 +77,10 @@ def make_train_step(
   variables (e.g. BatchNorm statistics it mutated) are re-split into `rest`.
 
   If the loss or any gradient is not finite, the returned state is the input
-  state unchanged (selected with `lax.cond`, a select under vmap) and
-  `metrics["finite"]` is False; the caller decides to stop.
+  state unchanged (selected with `lax.cond`) and `metrics["finite"]` is
+  False; the caller decides to stop. `vmap_over_seeds(step)` keeps this per
+  seed but runs the update under one `lax.cond` on "all seeds finite"
+  (`step.vmap_seeds`), so the usual step has no select over the state.
 
   Args:
     graphdef: the static part from `init_train_state`.
@@ -109,24 +115,59 @@ def make_train_step(
         step=state.step + 1, params=optax.apply_updates(state.params, updates),
         rest=new_rest, opt_state=opt_state)
 
-  def step(state: TrainState, batch, key: jax.Array):
+  def gradients(state, batch, key, concat):
     (loss, (aux, new_rest)), grads = grad_fn(
         state.params, state.rest, batch, key)
-    grad_norm = global_norm(grads)
+    grad_norm = global_norm(grads, concat=concat)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    return (state, grads, new_rest), (aux, loss, grad_norm, finite)
+
+  def guarded_update(operand, finite):
     # lax.cond, not jnp.where over the state: on one device the skipped branch
     # costs nothing and the update stays in place (measured ~15% faster at the
-    # §3.2 size on CPU); under vmap it becomes a select. param_norm reads the
-    # *new* params: reading the old ones beside an in-place update makes XLA
-    # copy every parameter first.
-    new_state = jax.lax.cond(finite, apply_update, lambda operand: operand[0],
-                             (state, grads, new_rest))
+    # §3.2 size on CPU); under vmap it becomes a select.
+    return jax.lax.cond(finite, apply_update, lambda op: op[0], operand)
+
+  def metrics_of(new_state, aux, loss, grad_norm, finite):
+    # param_norm reads the *new* params: reading the old ones beside an
+    # in-place update makes XLA copy every parameter first.
     metrics = dict(aux)
     metrics.update(
         loss=loss, grad_norm=grad_norm,
         param_norm=optax.global_norm(new_state.params), finite=finite)
-    return new_state, metrics
+    return metrics
 
+  def step(state: TrainState, batch, key: jax.Array):
+    operand, (aux, loss, grad_norm, finite) = gradients(
+        state, batch, key, concat=True)
+    new_state = guarded_update(operand, finite)
+    return new_state, metrics_of(new_state, aux, loss, grad_norm, finite)
+
+  def vmap_seeds(batch_axis, key_axis):
+    """`jax.vmap(step, in_axes=(0, batch_axis, key_axis))`, guarded once.
+
+    The gradients are vmapped; the update runs under one unbatched
+    `lax.cond` on "every seed finite": its usual branch is the plain vmapped
+    optimizer update, in place; only when some seed is not finite does the
+    other branch keep that seed's state (the per-seed select that a plain
+    `jax.vmap(step)` runs every step, with a copy of the whole stacked
+    state). Gradient norms are per-leaf sums here (a concatenation of
+    stacked leaves would copy them all).
+    """
+    grads_v = jax.vmap(functools.partial(gradients, concat=False),
+                       in_axes=(0, batch_axis, key_axis))
+
+    def vstep(states, batch, keys):
+      operand, (aux, loss, grad_norm, finite_N) = grads_v(states, batch, keys)
+      new_states = jax.lax.cond(
+          jnp.all(finite_N), jax.vmap(apply_update),
+          lambda op: jax.vmap(guarded_update)(op, finite_N), operand)
+      return new_states, jax.vmap(metrics_of)(
+          new_states, aux, loss, grad_norm, finite_N)
+
+    return vstep
+
+  step.vmap_seeds = vmap_seeds
   return step
 
 
@@ -164,7 +205,15 @@ def vmap_over_seeds(step: Callable, *, batch_axis: Optional[int] = None,
       leading seed axis (one batch per seed).
     key_axis: 0 for one key per seed (`jax.random.split(key, N)`), None to
       share one key.
+
+  A step from `make_train_step` (also wrapped by `with_batch_sampler` /
+  `make_multi_step`) brings its own vmapped form, `step.vmap_seeds`, with the
+  same results: the non-finite guard runs once for all seeds (see
+  `make_train_step`). Any other step is `jax.vmap`ped.
   """
+  vmapped = getattr(step, "vmap_seeds", None)
+  if vmapped is not None:
+    return vmapped(batch_axis, key_axis)
   return jax.vmap(step, in_axes=(0, batch_axis, key_axis))
 
 
@@ -211,6 +260,27 @@ def with_batch_sampler(step: Callable, sample_batch: Callable):
     key_batch, key_step = jax.random.split(key)
     return step(state, sample_batch(data, key_batch), key_step)
 
+  if hasattr(step, "vmap_seeds"):
+
+    def vmap_seeds(batch_axis, key_axis):
+      if batch_axis not in (None, 0) or key_axis not in (None, 0):
+        return jax.vmap(sampled, in_axes=(0, batch_axis, key_axis))
+
+      def vsampled(states, data, keys):
+        if key_axis is None:
+          key_batch, key_step = jax.random.split(keys)
+        else:
+          key_batch, key_step = jax.vmap(
+              jax.random.split, in_axes=key_axis, out_axes=1)(keys)
+        if batch_axis is None and key_axis is None:
+          return step.vmap_seeds(None, None)(
+              states, sample_batch(data, key_batch), key_step)
+        batch = jax.vmap(sample_batch, in_axes=(batch_axis, key_axis))(
+            data, key_batch)
+        return step.vmap_seeds(0, key_axis)(states, batch, key_step)
+      return vsampled
+
+    sampled.vmap_seeds = vmap_seeds
   return sampled
 
 
@@ -241,4 +311,36 @@ def make_multi_step(step: Callable, num_steps: int, *,
 
     return jax.lax.scan(body, state, (batches, keys))
 
+  if hasattr(step, "vmap_seeds"):
+    multi.vmap_seeds = functools.partial(
+        _vmap_multi, step, num_steps, batch_axis, multi)
   return multi
+
+
+def _vmap_multi(step, num_steps, step_batch_axis, multi, batch_axis,
+                key_axis):
+  """`jax.vmap(multi, in_axes=(0, batch_axis, key_axis))` as a scan of the
+  vmapped step (`step.vmap_seeds`): the same keys and batches per seed and
+  step, metrics `[N, T, ...]`."""
+  if batch_axis not in (None, 0) or key_axis not in (None, 0):
+    return jax.vmap(multi, in_axes=(0, batch_axis, key_axis))
+  per_step_batches = step_batch_axis is not None
+  inner = step.vmap_seeds(batch_axis, key_axis)
+
+  def vmulti(states, batches, key):
+    if key_axis is None:
+      keys_T = jax.random.split(key, num_steps)
+    else:  # [N] keys -> [T, N]: seed s, step t gets split(key_s, T)[t].
+      keys_T = jax.vmap(lambda k: jax.random.split(k, num_steps),
+                        out_axes=1)(key)
+    if per_step_batches:
+      if batch_axis == 0:   # [N, T, ...] -> [T, N, ...]
+        batches = jax.tree.map(lambda x: jnp.moveaxis(x, 0, 1), batches)
+      states, metrics = jax.lax.scan(
+          lambda carry, xs: inner(carry, *xs), states, (batches, keys_T))
+    else:
+      states, metrics = jax.lax.scan(
+          lambda carry, k: inner(carry, batches, k), states, keys_T)
+    return states, jax.tree.map(lambda x: jnp.moveaxis(x, 0, 1), metrics)
+
+  return vmulti
