@@ -324,3 +324,53 @@ def test_global_norm_one_device_and_under_a_mesh():
       {"w": np.stack([tree["w"], 2 * tree["w"]])})
   one = np.sqrt(np.sum(np.asarray(tree["w"], np.float64) ** 2))
   np.testing.assert_allclose(vmapped, [one, 2 * one], rtol=1e-6)
+
+
+def _assert_same(a, b):
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_vmap_over_seeds_fast_guard_equals_plain_vmap():
+  """`vmap_over_seeds` (one lax.cond for all seeds, `step.vmap_seeds`) gives
+  the states of `jax.vmap(step)` bit for bit, also when one seed's batch is
+  not finite (that seed keeps its state), for a step, a multi-step and a
+  multi-step of a batch-sampling step."""
+  tx = optax.adam(1e-2)
+  keys = jax.random.split(jax.random.key(0), 3)
+  graphdef, states = training.init_train_states(_model, tx, keys)
+  step = training.make_train_step(graphdef, tx, LOSS)
+  images = jax.random.uniform(jax.random.key(1), (3, 16, 4, 4, 1))
+  bad = {"image": images.at[1, 0, 0, 0, 0].set(jnp.nan)}
+  fast = jax.jit(training.vmap_over_seeds(step, batch_axis=0))(
+      states, bad, keys)
+  plain = jax.jit(jax.vmap(step))(states, bad, keys)
+  _assert_same(fast[0], plain[0])
+  np.testing.assert_array_equal(fast[1]["finite"], [True, False, True])
+  _assert_same(training.unstack_state(fast[0], 1),
+               training.unstack_state(states, 1))
+  assert not np.array_equal(fast[0].params["critic"]["kernel"][...][0],
+                            states.params["critic"]["kernel"][...][0])
+
+  multi = training.make_multi_step(step, 2)
+  batches = {"image": jax.random.uniform(jax.random.key(2),
+                                         (3, 2, 16, 4, 4, 1))}
+  fast = jax.jit(training.vmap_over_seeds(multi, batch_axis=0))(
+      states, batches, keys)
+  plain = jax.jit(jax.vmap(multi))(states, batches, keys)
+  _assert_same(fast[0], plain[0])
+  assert fast[1]["loss"].shape == (3, 2)
+  np.testing.assert_allclose(fast[1]["loss"], plain[1]["loss"], rtol=1e-6)
+
+  data = jax.random.uniform(jax.random.key(3), (40, 4, 4, 1))
+  sampled = training.with_batch_sampler(
+      step, lambda d, k: {"image": d[jax.random.randint(k, (16,), 0, 40)]})
+  multi = training.make_multi_step(sampled, 2, batch_axis=None)
+  for key_axis, k in ((0, keys), (None, keys[0])):
+    fast = jax.jit(training.vmap_over_seeds(
+        multi, batch_axis=None, key_axis=key_axis))(states, data, k)
+    plain = jax.jit(jax.vmap(multi, in_axes=(0, None, key_axis)))(
+        states, data, k)
+    _assert_same(fast[0], plain[0])
+    np.testing.assert_allclose(fast[1]["mi"], plain[1]["mi"], rtol=1e-6)

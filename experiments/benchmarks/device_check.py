@@ -21,10 +21,12 @@ For each, at every batch size in --batches (default 128 and 1,024):
   bash experiments/benchmarks/device_check.sh --quick    # CPU smoke run
 """
 import argparse
+import math
 import os
 import time
 
 import jax  # pylint: disable=g-import-not-at-top
+import jax.extend  # pylint: disable=g-import-not-at-top
 import jax.numpy as jnp
 import optax
 from flax import nnx
@@ -120,6 +122,57 @@ def matmul_peak(n, reps=5):
   return best
 
 
+def _dots(jaxpr):
+  """Every `dot_general` equation of a (closed) jaxpr, sub-jaxprs included."""
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == "dot_general":
+      yield eqn
+    for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+      yield from _dots(sub)
+
+
+def matmul_ceiling(name, batch, steps, quick=False):
+  """The step's own matmuls timed one by one: (their FLOPs, seconds, count).
+
+  Every `dot_general` of the traced train step (forward and backward) is
+  jitted alone with its shapes and dimension numbers and timed (the best of
+  REPEATS runs of `steps` calls). Their summed FLOPs over their summed
+  times is the rate the step could reach if it did nothing but these
+  matmuls, each as fast as it runs in isolation: the step's own ceiling,
+  beside the square-matmul peak.
+  """
+  model_fn, loss_fn, shape, tx = job(name, quick)
+  graphdef, state = training.init_train_state(model_fn(jax.random.key(0)), tx)
+  step = training.make_train_step(graphdef, tx, loss_fn)
+  images = {"image": jax.ShapeDtypeStruct((batch, *shape), jnp.float32)}
+  closed = jax.make_jaxpr(step)(state, images, jax.random.key(0))
+  total_flops, total_s, count = 0.0, 0.0, 0
+  for eqn in _dots(closed.jaxpr):
+    lhs, rhs = (v.aval for v in eqn.invars)
+    (lc, rc), (lb, _) = eqn.params["dimension_numbers"]
+    contract = math.prod(lhs.shape[d] for d in lc)
+    batch_n = math.prod(lhs.shape[d] for d in lb)
+    free = (math.prod(lhs.shape) // (contract * batch_n)) * (
+        math.prod(rhs.shape) // (contract * batch_n))
+    flops = 2.0 * batch_n * contract * free
+    a = jnp.ones(lhs.shape, lhs.dtype)
+    b = jnp.ones(rhs.shape, rhs.dtype)
+    f = jax.jit(lambda x, y, p=eqn.params: jax.lax.dot_general(
+        x, y, p["dimension_numbers"], precision=p["precision"],
+        preferred_element_type=p["preferred_element_type"]))
+    box = {}
+
+    def run(n, f=f, a=a, b=b, box=box):
+      for _ in range(n):
+        box["o"] = f(a, b)
+      box["o"].block_until_ready()
+
+    total_s += 1.0 / _rate(run, steps)
+    total_flops += flops
+    count += 1
+  return total_flops, total_s, count
+
+
 def step_rate(name, batch, dtype, steps, quick=False):
   """(steps/s, FLOPs per step, peak bytes, how measured) of one job."""
   model_fn, loss_fn, shape, tx = job(name, quick)
@@ -188,6 +241,9 @@ def main(argv=None):
   p.add_argument("--steps", type=int, default=None)
   p.add_argument("--seeds", type=int, default=None)
   p.add_argument("--peak-n", type=int, default=None)
+  p.add_argument("--ceiling", action="store_true",
+                 help="also time the step's own matmuls one by one (the "
+                 "fraction of peak the step could reach)")
   p.add_argument("--repeats", type=int, default=3,
                  help="steps/s is the best of this many timings")
   args = p.parse_args(argv)
@@ -215,6 +271,14 @@ def main(argv=None):
             f"matmul peak; bf16 {r16:8.1f} steps/s ({r16 / r32:.2f}x f32); "
             f"memory f32 {mem / 2**20:.0f} MiB, bf16 {mem16 / 2**20:.0f} MiB "
             f"({how})", flush=True)
+      if args.ceiling:
+        mflops, msec, count = matmul_ceiling(name, b, steps, q)
+        print(f"{name:6s} batch {b:5d}: its {count} matmuls alone: "
+              f"{mflops / 1e9:.2f} GFLOP in {msec * 1e3:.2f} ms = "
+              f"{mflops / msec / peak:6.1%} of matmul peak (the step's "
+              f"ceiling); step {flops * r32 / peak:6.1%} = "
+              f"{flops * r32 / (mflops / msec):6.1%} of that ceiling",
+              flush=True)
     ratio = seeds_ratio(name, batches[0], seeds, steps, q)
     print(f"{name:6s} {seeds} seeds vmapped / sequential (seed-steps/s, "
           f"batch {batches[0]}): {ratio:.2f}x", flush=True)

@@ -164,6 +164,115 @@ def torch_runner(num_threads):
   return run, torch.__version__
 
 
+# ------------------------------------------------------------ --breakdown
+def variant_step(graphdef, tx, loss_fn, *, grad_norm=training.global_norm,
+                 guard=True, param_norm=True):
+  """The library step (`make_train_step`) with one of its extras changed.
+
+  `grad_norm`: how the gradient norm is computed (None: not at all, and then
+  no guard); `guard`: the `lax.cond` that skips non-finite updates;
+  `param_norm`: whether the `param_norm` metric is computed. With the
+  defaults it computes what `make_train_step` computes.
+  """
+
+  def loss_of(params, rest, batch, key):
+    model = training.merge_model(graphdef, params, rest)
+    model.train()
+    loss, aux = loss_fn(model, batch, key)
+    return loss, (aux, training.split_model(model)[2])
+
+  def apply(op):
+    state, grads, rest = op
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    return training.TrainState(
+        step=state.step + 1, params=optax.apply_updates(state.params, updates),
+        rest=rest, opt_state=opt_state)
+
+  def step(state, batch, key):
+    (loss, (aux, rest)), grads = jax.value_and_grad(loss_of, has_aux=True)(
+        state.params, state.rest, batch, key)
+    metrics = dict(aux, loss=loss)
+    if grad_norm is not None:
+      metrics["grad_norm"] = grad_norm(grads)
+    if guard and grad_norm is not None:
+      finite = jnp.isfinite(loss) & jnp.isfinite(metrics["grad_norm"])
+      new = jax.lax.cond(finite, apply, lambda op: op[0], (state, grads, rest))
+    else:
+      new = apply((state, grads, rest))
+    if param_norm:
+      metrics["param_norm"] = optax.global_norm(new.params)
+    return new, metrics
+
+  return step
+
+
+def diagonal_infonce(scores_BxB):
+  """The peer's InfoNCE: mean_i [s_ii - logsumexp_j s_ij] + log B."""
+  return jnp.mean(jnp.diag(scores_BxB) - jax.nn.logsumexp(scores_BxB, axis=1)
+                  ) + jnp.log(scores_BxB.shape[0])
+
+
+def breakdown(args):
+  """Process CPU time per step of the library step's variants, in lax.scan.
+
+  CPU time (not wall time) so that other jobs on the machine shift it little;
+  run it with XLA_FLAGS=--xla_cpu_multi_thread_eigen=false for one thread.
+  """
+  k = args.scan
+  graphdef, tx, _ = mi_jax_step()
+  views_fn = views.make_views("top_bottom", flatten=True)
+  lib_loss = multiview.make_multiview_loss(views=views_fn, bound=bounds.infonce)
+  diag_loss = multiview.make_multiview_loss(views=views_fn,
+                                            bound=diagonal_infonce)
+  steps = {
+      "mi_jax (library step)": training.make_train_step(graphdef, tx, lib_loss),
+      "  same, rebuilt here": variant_step(graphdef, tx, lib_loss),
+      "  grad_norm per leaf (optax, before)": variant_step(
+          graphdef, tx, lib_loss, grad_norm=optax.global_norm),
+      "  no param_norm": variant_step(graphdef, tx, lib_loss,
+                                      param_norm=False),
+      "  no grad_norm, no guard": variant_step(graphdef, tx, lib_loss,
+                                               grad_norm=None),
+      "  peer's diagonal InfoNCE": variant_step(graphdef, tx, diag_loss),
+      "  diagonal InfoNCE, no extras": variant_step(
+          graphdef, tx, diag_loss, grad_norm=None, param_norm=False),
+  }
+  key = jax.random.key(0)
+  batches = {"image": _images(jax.random.key(5), (k,))}
+  runners = {}
+  params = plain_init(jax.random.key(1))
+  pm = jax.jit(_scan(plain_step_fn(tx), k), donate_argnums=0)
+  pbox = {"c": (params, tx.init(params))}
+
+  def run_plain():
+    pbox["c"], loss = pm(pbox["c"], batches["image"], key)
+    loss.block_until_ready()
+  runners["plain JAX (peer)"] = run_plain
+  for name, fn in steps.items():
+    jm = jax.jit(training.make_multi_step(fn, k), donate_argnums=0)
+    _, state = training.init_train_state(mi_jax_model(jax.random.key(1)), tx)
+    box = {"s": state}
+
+    def run(jm=jm, box=box):
+      box["s"], m = jm(box["s"], batches, key)
+      m["loss"].block_until_ready()
+    runners[name] = run
+  for fn in runners.values():
+    fn()
+  cpu = {name: [] for name in runners}
+  for _ in range(args.rounds):
+    for name, fn in runners.items():
+      c0 = time.process_time()
+      fn()
+      cpu[name].append((time.process_time() - c0) / k)
+  ref = statistics.median(cpu["plain JAX (peer)"])
+  print(f"\nCPU ms per step ({k} steps per lax.scan call, median of "
+        f"{args.rounds} rounds; load average {os.getloadavg()[0]:.1f}):")
+  for name, v in cpu.items():
+    med = statistics.median(v)
+    print(f"  {name:38s} {med * 1e3:7.2f}  ({med / ref:.3f}x the peer)")
+
+
 # -------------------------------------------------------------------- timing
 def _timed(fn, n):
   t0 = time.perf_counter()
@@ -179,7 +288,13 @@ def main():
   p.add_argument("--seeds", type=int, default=20)
   p.add_argument("--seed_steps", type=int, default=4,
                  help="steps per seed in the seeds comparison")
+  p.add_argument("--breakdown", action="store_true",
+                 help="only the CPU-time breakdown of the library step's "
+                 "extras against the peer (see `breakdown`)")
   args = p.parse_args()
+  if args.breakdown:
+    breakdown(args)
+    return
   k_steps = args.scan
   n = args.steps - args.steps % k_steps
   key = jax.random.key(0)
