@@ -166,13 +166,13 @@ def torch_runner(num_threads):
 
 # ------------------------------------------------------------ --breakdown
 def variant_step(graphdef, tx, loss_fn, *, grad_norm=training.global_norm,
-                 guard=True, param_norm=True):
+                 guard=True, param_norm=optax.global_norm):
   """The library step (`make_train_step`) with one of its extras changed.
 
   `grad_norm`: how the gradient norm is computed (None: not at all, and then
   no guard); `guard`: the `lax.cond` that skips non-finite updates;
-  `param_norm`: whether the `param_norm` metric is computed. With the
-  defaults it computes what `make_train_step` computes.
+  `param_norm`: how the `param_norm` metric is computed (None: not at all).
+  With the defaults it computes what `make_train_step` computes.
   """
 
   def loss_of(params, rest, batch, key):
@@ -199,8 +199,8 @@ def variant_step(graphdef, tx, loss_fn, *, grad_norm=training.global_norm,
       new = jax.lax.cond(finite, apply, lambda op: op[0], (state, grads, rest))
     else:
       new = apply((state, grads, rest))
-    if param_norm:
-      metrics["param_norm"] = optax.global_norm(new.params)
+    if param_norm is not None:
+      metrics["param_norm"] = param_norm(new.params)
     return new, metrics
 
   return step
@@ -230,12 +230,14 @@ def breakdown(args):
       "  grad_norm per leaf (optax, before)": variant_step(
           graphdef, tx, lib_loss, grad_norm=optax.global_norm),
       "  no param_norm": variant_step(graphdef, tx, lib_loss,
-                                      param_norm=False),
+                                      param_norm=None),
+      "  param_norm concatenated": variant_step(
+          graphdef, tx, lib_loss, param_norm=training.global_norm),
       "  no grad_norm, no guard": variant_step(graphdef, tx, lib_loss,
                                                grad_norm=None),
       "  peer's diagonal InfoNCE": variant_step(graphdef, tx, diag_loss),
       "  diagonal InfoNCE, no extras": variant_step(
-          graphdef, tx, diag_loss, grad_norm=None, param_norm=False),
+          graphdef, tx, diag_loss, grad_norm=None, param_norm=None),
   }
   key = jax.random.key(0)
   batches = {"image": _images(jax.random.key(5), (k,))}
@@ -288,10 +290,13 @@ def main():
   p.add_argument("--seeds", type=int, default=20)
   p.add_argument("--seed_steps", type=int, default=4,
                  help="steps per seed in the seeds comparison")
+  p.add_argument("--batch", type=int, default=B, help="batch size")
   p.add_argument("--breakdown", action="store_true",
                  help="only the CPU-time breakdown of the library step's "
                  "extras against the peer (see `breakdown`)")
   args = p.parse_args()
+  global B
+  B = args.batch
   if args.breakdown:
     breakdown(args)
     return
