@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from mi_jax.encoders import conv_op
+
 
 class GRUContext(nnx.Module):
   """GRU over the time axis of `[B, T, D]`, or down the columns of `[B, H, W, D]`.
@@ -53,8 +55,8 @@ class RowCausalConvContext(nnx.Module):
     self.inp = nnx.Linear(in_dim, hidden, rngs=rngs)
     pad = ((kernel - 1, 0), (kernel // 2, kernel // 2))
     self.convs = nnx.List([
-        nnx.Conv(hidden, hidden, kernel_size=(kernel, kernel), padding=pad,
-                 rngs=rngs) for _ in range(layers)])
+        conv_op.Conv(hidden, hidden, kernel_size=(kernel, kernel), padding=pad,
+                     rngs=rngs) for _ in range(layers)])
 
   def __call__(self, z_BxHxWxD: jax.Array) -> jax.Array:
     if z_BxHxWxD.ndim != 4:

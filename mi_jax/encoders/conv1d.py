@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from mi_jax.encoders import conv_op
+
 
 class Conv1DEncoder(nnx.Module):
   """Strided 1-D convs ("SAME" padding), ReLU and channel LayerNorm, then a dense.
@@ -50,8 +52,8 @@ class Conv1DEncoder(nnx.Module):
     convs, norms = [], []
     c_in = in_channels
     for k, s in zip(kernels, strides):
-      convs.append(nnx.Conv(c_in, channels, kernel_size=(k,), strides=(s,),
-                            padding="SAME", rngs=rngs))
+      convs.append(conv_op.Conv(c_in, channels, kernel_size=(k,), strides=(s,),
+                                padding="SAME", rngs=rngs))
       norms.append(nnx.LayerNorm(channels, rngs=rngs) if norm else None)
       c_in = channels
     self.convs = nnx.List(convs)

@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from mi_jax.encoders import conv_op
+
 
 class ConvNet(nnx.Module):
   """Two strided convolutions, LayerNorm, global average pooling, dense.
@@ -51,8 +53,8 @@ class ConvNet(nnx.Module):
     conv_kwargs = dict(kernel_size=(kernel_size, kernel_size), strides=2,
                        padding="SAME", dtype=dtype, param_dtype=param_dtype,
                        rngs=rngs)
-    self.conv1 = nnx.Conv(in_channels, channels, **conv_kwargs)
-    self.conv2 = nnx.Conv(channels, 2 * channels, **conv_kwargs)
+    self.conv1 = conv_op.Conv(in_channels, channels, **conv_kwargs)
+    self.conv2 = conv_op.Conv(channels, 2 * channels, **conv_kwargs)
     self.norm = nnx.LayerNorm(2 * channels, reduction_axes=(-3, -2, -1),
                               feature_axes=-1, dtype=dtype,
                               param_dtype=param_dtype, rngs=rngs)

@@ -25,7 +25,11 @@ def jacobian_log_condition_numbers(
   def single(x):
     return fn(x[None])[0].reshape(-1).astype(jnp.float32)
 
-  jac_BxOxD = jax.vmap(jax.jacfwd(single))(x_Bx).reshape(
+  # Reverse mode when there are fewer outputs than inputs (fewer passes; and
+  # the conv encoders' `conv_op` gradients are reverse-mode only).
+  out_size = jax.eval_shape(single, x_Bx[0]).size
+  jacobian = jax.jacrev if out_size <= x_Bx[0].size else jax.jacfwd
+  jac_BxOxD = jax.vmap(jacobian(single))(x_Bx).reshape(
       batch, -1, x_Bx[0].size)
   sigma_BxK = jnp.linalg.svd(jac_BxOxD, compute_uv=False)
   return jnp.log(sigma_BxK[:, 0]) - jnp.log(sigma_BxK[:, -1])

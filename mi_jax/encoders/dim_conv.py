@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from mi_jax.encoders import conv_op
+
 
 class DIMConvEncoder(nnx.Module):
   """DIM conv encoder: x_BxHxWxC -> (local_BxhxwxC', fc_BxF, y_BxD).
@@ -43,8 +45,8 @@ class DIMConvEncoder(nnx.Module):
             else tuple(image_size))
     convs, norms, c_in = [], [], in_channels
     for c_out in channels:
-      convs.append(nnx.Conv(c_in, c_out, (kernel_size, kernel_size), strides=2,
-                            padding="SAME", use_bias=not use_bn, rngs=rngs))
+      convs.append(conv_op.Conv(c_in, c_out, (kernel_size, kernel_size), strides=2,
+                                padding="SAME", use_bias=not use_bn, rngs=rngs))
       norms.append(nnx.BatchNorm(c_out, momentum=bn_momentum, rngs=rngs)
                    if use_bn else None)
       h, w, c_in = math.ceil(h / 2), math.ceil(w / 2), c_out

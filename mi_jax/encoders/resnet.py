@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from mi_jax.encoders import conv_op
+
 NORMS = ("batch", "group")
 
 
@@ -37,12 +39,12 @@ class BasicBlock(nnx.Module):
     conv = dict(use_bias=False, dtype=dtype, param_dtype=param_dtype,
                 rngs=rngs)
     nrm = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-    self.conv1 = nnx.Conv(in_channels, channels, (3, 3), strides, **conv)
+    self.conv1 = conv_op.Conv(in_channels, channels, (3, 3), strides, **conv)
     self.norm1 = _norm(norm, channels, **nrm)
-    self.conv2 = nnx.Conv(channels, channels, (3, 3), 1, **conv)
+    self.conv2 = conv_op.Conv(channels, channels, (3, 3), 1, **conv)
     self.norm2 = _norm(norm, channels, **nrm)
     if strides != 1 or in_channels != channels:
-      self.proj = nnx.Conv(in_channels, channels, (1, 1), strides, **conv)
+      self.proj = conv_op.Conv(in_channels, channels, (1, 1), strides, **conv)
       self.proj_norm = _norm(norm, channels, **nrm)
     else:
       self.proj = nnx.data(None)
@@ -87,8 +89,8 @@ class ResNet(nnx.Module):
           "have the same length.")
     self.in_channels = in_channels
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-    self.stem = nnx.Conv(in_channels, widths[0], (3, 3), 1, use_bias=False,
-                         **kw)
+    self.stem = conv_op.Conv(in_channels, widths[0], (3, 3), 1, use_bias=False,
+                             **kw)
     self.stem_norm = _norm(norm, widths[0], **kw)
     blocks = []
     channels = widths[0]

@@ -46,6 +46,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from mi_jax.encoders import conv_op
+
 _ESTIMATOR_ALIASES = {"nce": "infonce", "infonce": "infonce", "jsd": "jsd",
                       "dv": "dv"}
 
@@ -197,7 +199,7 @@ class PlainLocalCritic(LocalCritic):
                score_scale: float = 1.0, rngs: nnx.Rngs):  # pylint: disable=super-init-not-called
     hidden_dim = hidden_dim or embed_dim
     self.score_scale = score_scale
-    conv = functools.partial(nnx.Conv, kernel_size=(1, 1), rngs=rngs)
+    conv = functools.partial(conv_op.Conv, kernel_size=(1, 1), rngs=rngs)
     self.l_hidden = conv(local_channels, hidden_dim)
     self.l_out = conv(hidden_dim, embed_dim)
     self.l_skip = conv(local_channels, embed_dim)
@@ -234,7 +236,7 @@ class GlobalCritic(nnx.Module):
     padding = "VALID" if min(h, w) >= 2 * len(conv_channels) + 1 else "SAME"
     convs = []
     for c_out in conv_channels:
-      convs.append(nnx.Conv(c, c_out, (3, 3), padding=padding, rngs=rngs))
+      convs.append(conv_op.Conv(c, c_out, (3, 3), padding=padding, rngs=rngs))
       if padding == "VALID":
         h, w = h - 2, w - 2
       c = c_out

@@ -82,14 +82,15 @@ def make_gather_multi_step(step: Callable, num_steps: int, *,
   `keys = jax.random.split(key, num_steps)` (as `make_multi_step`), or with
   `split_key=False` the same `key` every step (for steps that fold their
   step number into it, as the engine's do). `num_steps=1` is one step with
-  no loop (metrics still get the leading axis of size 1): on XLA:CPU a
-  `lax.scan` over a convolutional step ran about 7x slower than one
-  call per step (docs/training.md). Jit it, with `donate_argnums=0`; over a
-  mesh use `shard_gather_multi_step`.
+  no loop (metrics still get the leading axis of size 1). Convolutional
+  steps belong in the loop only with `encoders.conv_op` convolutions: XLA:CPU
+  runs `lax`'s own conv gradients ~20x slower inside a loop body
+  (docs/training.md). Jit it, with `donate_argnums=0`; over a mesh use
+  `shard_gather_multi_step`.
   """
 
   def multi(state, arrays, indices_TxB, key):
-    if num_steps == 1:  # No loop: XLA:CPU runs conv steps ~7x slower in one.
+    if num_steps == 1:  # No loop needed.
       k = key if not split_key else jax.random.split(key, 1)[0]
       state, metrics = step(state, gather(arrays, indices_TxB[0]), k)
       return state, jax.tree.map(lambda x: x[None], metrics)

@@ -32,7 +32,8 @@ from mi_jax.training import config as config_lib
 from mi_jax.training import metrics as metrics_lib
 from mi_jax.training.evaluate import (
     final_evaluation, format_results, heldout_bound, run_evaluations)
-from mi_jax.training.run import Run, build_run, make_feed
+from mi_jax.training.run import (DEFAULT_STEPS_PER_CALL, Run, build_run,
+                                 make_feed)
 
 SUMMARY_FILENAME = "summary.json"
 
@@ -297,7 +298,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   feed = make_feed(run, it_state)
   # The device feed runs up to `steps_per_call` steps per compiled call,
   # ending every call where something is due; the others one step per call.
-  per_call = config.get("steps_per_call", 1) if feed.stacked else 1
+  per_call = (config.get("steps_per_call", DEFAULT_STEPS_PER_CALL)
+              if feed.stacked else 1)
   writer = metrics_lib.MetricsWriter(workdir, resume_step=start, enabled=is_main)
   progress = _Progress(config, run.method.bound_key, start, enabled=is_main)
   guard = _FiniteGuard(config, last_good=start or None)

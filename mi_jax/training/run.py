@@ -36,6 +36,8 @@ from mi_jax.training.step import make_eval_step, make_train_step
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16,
            "float16": jnp.float16}
+# Steps per compiled call on the device input path (`config.steps_per_call`).
+DEFAULT_STEPS_PER_CALL = 10
 INPUT_MODES = ("auto", "device", "prefetch", "host")
 _REQUIRED = ("batch_size", "lr", "steps", "seed", "log_every", "eval_every",
              "probe_every", "checkpoint_every", "keep_checkpoints")
@@ -122,8 +124,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         "on the device, batches gathered in the compiled step; 'prefetch': "
         "batches read and placed by a background thread; 'auto': device when "
         f"it fits, else prefetch), got {config.input!r}")
-  for name in ("steps_per_call", "device_data_max_mb"):
-    value = config.get(name, 1)
+  for name, default in (("steps_per_call", DEFAULT_STEPS_PER_CALL),
+                        ("device_data_max_mb", 1)):
+    value = config.get(name, default)
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
       raise ValueError(f"config.{name} must be a positive integer, got {value!r}")
   shape = tuple(config.get("mesh_shape", None) or (-1,))
