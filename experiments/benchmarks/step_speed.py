@@ -18,6 +18,12 @@ Targets (issue 3): mi_jax >= 1.5x PyTorch; >= 0.9x plain JAX; vmapped 20
 seeds >= 3x the seed-steps/s of 20 sequential runs (issue 13: >= 1.0x on
 this CPU; the ratio rows print against 1.0x).
 
+`--breakdown` instead prints the process CPU time per scanned step of the
+library step with each of its extras removed or changed (the gradient norm's
+form, `param_norm`, the non-finite guard, the bound) beside the peer; run it
+with XLA_FLAGS=--xla_cpu_multi_thread_eigen=false. `--batch` sets the batch
+size (128).
+
 Run (one CPU device; takes a few minutes on a busy 2-core machine):
   python experiments/benchmarks/step_speed.py --rounds 9 --steps 30 --scan 10 \
       --seeds 20 --seed_steps 2
@@ -283,6 +289,7 @@ def _timed(fn, n):
 
 
 def main():
+  global B
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--rounds", type=int, default=5)
   p.add_argument("--steps", type=int, default=40, help="steps per measurement")
@@ -295,7 +302,6 @@ def main():
                  help="only the CPU-time breakdown of the library step's "
                  "extras against the peer (see `breakdown`)")
   args = p.parse_args()
-  global B
   B = args.batch
   if args.breakdown:
     breakdown(args)

@@ -40,9 +40,9 @@ def global_norm(tree, *, concat: bool = True) -> jax.Array:
   Same value as `optax.global_norm` (up to float rounding order). On one
   device the leaves are raveled and concatenated inside one fusion, so XLA
   emits a single reduction instead of two or three small kernels per leaf
-  (measured on the Tschannen §3.2 step on CPU: the per-leaf `grad_norm` cost
-  ~10% of the step, this form ~2%; `experiments/benchmarks/step_speed.py
-  --breakdown`). Traced under a mesh (`jax.set_mesh`, as `shard_train_step`
+  (measured on the Tschannen §3.2 step on CPU, batch 128: the per-leaf
+  `grad_norm` cost 10-18% of the step's CPU time, this form 3-7%;
+  `experiments/benchmarks/step_speed.py --breakdown`). Traced under a mesh (`jax.set_mesh`, as `shard_train_step`
   does) it keeps `optax.global_norm`'s per-leaf sums, so sharded leaves are
   reduced where they live instead of being gathered for a concatenation;
   `concat=False` asks for that form too (e.g. under vmap, where the leaves
