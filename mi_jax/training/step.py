@@ -42,8 +42,9 @@ def global_norm(tree, *, concat: bool = True) -> jax.Array:
   emits a single reduction instead of two or three small kernels per leaf
   (measured on the Tschannen §3.2 step on CPU, batch 128: the per-leaf
   `grad_norm` cost 10-18% of the step's CPU time, this form 3-7%;
-  `experiments/benchmarks/step_speed.py --breakdown`). Traced under a mesh (`jax.set_mesh`, as `shard_train_step`
-  does) it keeps `optax.global_norm`'s per-leaf sums, so sharded leaves are
+  `experiments/benchmarks/step_speed.py --breakdown`). Traced under a mesh
+  (`jax.set_mesh`, as `shard_train_step` does) it keeps `optax.global_norm`'s
+  per-leaf sums, so sharded leaves are
   reduced where they live instead of being gathered for a concatenation;
   `concat=False` asks for that form too (e.g. under vmap, where the leaves
   carry a seed axis and the concatenation would be a real copy).
