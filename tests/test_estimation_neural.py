@@ -80,6 +80,33 @@ def test_gaussianize_fits_on_training_rows_only():
   np.testing.assert_allclose(z[5:, 0], z[9, 0])
 
 
+def test_canonical_maps_are_invertible_and_diagonalise_on_training_rows():
+  """preprocess="canonical": on the training rows each side has identity
+  covariance and the cross-covariance is diag(rho), rho the canonical
+  correlations in decreasing order; the maps are linear and invertible (also
+  for a duplicated column), so the MI is unchanged."""
+  from mi_jax.estimation import _neural  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((400, 3))
+  y = np.c_[x[:, :2] @ [[0.8, 0.1], [0.0, 0.5]] + rng.standard_normal((400, 2)),
+            rng.standard_normal(400)]
+  train = np.arange(300)
+  u, v = _neural._canonical(x, y, train)  # pylint: disable=protected-access
+  ut, vt = u[train] - u[train].mean(0), v[train] - v[train].mean(0)
+  np.testing.assert_allclose(ut.T @ ut / 300, np.eye(3), atol=1e-9)
+  np.testing.assert_allclose(vt.T @ vt / 300, np.eye(3), atol=1e-9)
+  rho = estimation.canonical_correlations(x[train], y[train])
+  np.testing.assert_allclose(ut.T @ vt / 300, np.diag(rho), atol=1e-9)
+  # Linear and invertible, held-out rows included.
+  mx, wx, my, wy = _neural._canonical_maps(x, y, train)  # pylint: disable=protected-access
+  np.testing.assert_allclose((x - mx) @ wx, u, atol=1e-12)
+  np.testing.assert_allclose((y - my) @ wy, v, atol=1e-12)
+  assert np.linalg.matrix_rank(wx) == 3 and np.linalg.matrix_rank(wy) == 3
+  dup = np.c_[x, x[:, :1]]  # singular covariance: still invertible
+  wx = _neural._canonical_maps(dup, y, train)[1]  # pylint: disable=protected-access
+  assert np.linalg.matrix_rank(wx) == 4 and np.all(np.isfinite(wx))
+
+
 # A second shared configuration: InfoNCE, 300 samples of 10-d, batch 32.
 SMALL = dict(bound="infonce", batch_size=32, steps=1000, lr=3e-3, holdout=0.4,
              patience=None)
@@ -276,7 +303,7 @@ def test_candidates_pick_the_best_validation_value(data):
             eval_every=100, patience=None, weight_decay=0.0)
   a = {"hidden": (8,), "square_features": True}
   b = {"hidden": (8,), "square_features": True, "weight_decay": 1.0}
-  c = {"hidden": (8,)}  # a gate of 0 in the same program
+  c = {"hidden": [8]}  # a gate of 0 in the same program (lists group too)
   alone = mi_jax.estimate(x, y, critic_options=a, **kw)
   three = mi_jax.estimate(x, y, critic_options=[a, b, c], **kw)
   assert three.candidate_values[0] == pytest.approx(

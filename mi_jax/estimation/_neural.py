@@ -39,6 +39,8 @@ FLAG_SKIPPED_STEPS = "skipped_steps"
 DIVERGED_NATS = 100.0
 # The read-out is a dense score matrix over the whole split up to this size.
 DENSE_READOUT_MAX = 4096
+# A concat critic's read-out scores this many rows (x all columns) at a time.
+CONCAT_READOUT_ROWS = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,9 +259,11 @@ def _freeze(options):
 
 def _structure(options):
   """Candidates with equal keys share one program: they differ only in
-  weight decay and square features (a gate, `CriticModel.square_gate`)."""
-  return _freeze({k: v for k, v in options.items()
-                  if k not in ("weight_decay", "square_features")})
+  weight decay and square features (a gate, `CriticModel.square_gate`).
+  Lists count as tuples; a string, so that any options group."""
+  return repr(_freeze({k: tuple(v) if isinstance(v, list) else v
+                       for k, v in options.items()
+                       if k not in ("weight_decay", "square_features")}))
 
 
 def _row_chunked_scores(model, x_NxDx, y_MxDy, rows):
@@ -385,11 +389,16 @@ def _compiled(bound, bound_options, critic, critic_options, dim_x, dim_y,
   # Clipping the global gradient norm before Adam keeps its second moment
   # finite whatever the data; the learning rate and weight decay live in the
   # optimizer state (no recompile per value; one per candidate).
-  tx = optax.chain(optax.clip_by_global_norm(max_grad_norm),
-                   optax.inject_hyperparams(optax.adamw)(
-                       learning_rate=1e-3, weight_decay=0.0))
+  # The optimizer works on the parameters raveled into one vector
+  # (`optax.flatten`: the same update, a few ops per step instead of a few
+  # per parameter array; measured 25% less CPU per step at the default size).
+  tx = optax.flatten(optax.chain(
+      optax.clip_by_global_norm(max_grad_norm),
+      optax.inject_hyperparams(optax.adamw)(learning_rate=1e-3,
+                                            weight_decay=0.0)))
   loss = _objective.loss_fn(objective)
-  rows = 16 if critic in ("concat", "concat_mlp", HYBRID) else DENSE_READOUT_MAX
+  rows = (CONCAT_READOUT_ROWS if critic in ("concat", "concat_mlp", HYBRID)
+          else DENSE_READOUT_MAX)
 
   def member_keys(key, e):
     return jnp.stack([key] + [jax.random.fold_in(key, i) for i in range(1, e)])
@@ -489,7 +498,7 @@ def _can_read_full(objective, critic, n, critic_options):
 # estimate().
 
 
-PREPROCESS = ("standardize", "gaussianize", "none")
+PREPROCESS = ("standardize", "gaussianize", "canonical", "none")
 
 
 def _standardize(x_NxD, train_idx):
@@ -516,6 +525,42 @@ def _gaussianize(x_NxD, train_idx):
                   right=1.0 - 0.5 / (n + 1))
     out[:, j] = special.ndtri(u)
   return out
+
+
+def _canonical(x_NxDx, y_NxDy, train_idx, floor=1e-6):
+  """(x - mean_x) Wx, (y - mean_y) Wy: each side in canonical coordinates.
+
+  See `_canonical_maps`.
+  """
+  mx, wx, my, wy = _canonical_maps(x_NxDx, y_NxDy, train_idx, floor)
+  return (x_NxDx - mx) @ wx, (y_NxDy - my) @ wy
+
+
+def _canonical_maps(x_NxDx, y_NxDy, train_idx, floor=1e-6):
+  """Invertible linear maps of each side to canonical coordinates (CCA).
+
+  On the training rows: covariances Sxx, Syy, Sxy; Wx = Sxx^-1/2 U and
+  Wy = Syy^-1/2 V with U diag(rho) V^T the full SVD of
+  Sxx^-1/2 Sxy Syy^-1/2 (eigenvalues of Sxx, Syy floored at `floor` times
+  their largest, so the maps stay invertible). Returns (mean_x, Wx,
+  mean_y, Wy); (x - mean_x) Wx and (y - mean_y) Wy have unit variance on the
+  training rows and cross-covariance diag(rho), the linearly dependent
+  directions first. I(XWx; YWy) = I(X; Y)
+  for invertible Wx, Wy (Hotelling 1936 for the canonical correlations).
+  """
+  def inv_sqrt(cov):
+    w, v = np.linalg.eigh(cov)
+    w = np.maximum(w, floor * max(w.max(), 1e-300))
+    return (v / np.sqrt(w)) @ v.T
+
+  xt, yt = x_NxDx[train_idx], y_NxDy[train_idx]
+  mx, my = xt.mean(0), yt.mean(0)
+  xc, yc = xt - mx, yt - my
+  n = len(train_idx)
+  kx = inv_sqrt(xc.T @ xc / n)
+  ky = inv_sqrt(yc.T @ yc / n)
+  u, _, vt = np.linalg.svd(kx @ (xc.T @ yc / n) @ ky, full_matrices=True)
+  return mx, kx @ u, my, ky @ vt.T
 
 
 def _stderr(values_M, batch_size, n_heldout, *, mean_of_batches):
@@ -596,7 +641,8 @@ def estimate(x, y, *, bound: str = "infonce", critic: str = "concat",
   (`mi_jax.training.make_train_step`, non-finite guard) and AdamW after
   global-norm clipping, to maximise `bound` on random training batches of
   size K = batch_size (no repeats within a batch); with `negatives=M` each
-  row is scored against its positive and M other rows only. Every
+  batch is split into groups of M + 1 rows and every pair within a group
+  is scored (each row against its positive and M others). Every
   `eval_every` steps the bound is read out on the whole validation split.
   Training stops at `steps`, or early when the validation value has not
   improved by `min_delta` for `patience` evaluations (None: never). The
@@ -642,16 +688,22 @@ def estimate(x, y, *, bound: str = "infonce", critic: str = "concat",
     preprocess: per-column map fitted on the training split (MI is invariant
       to invertible per-coordinate maps): "gaussianize" (default: training
       ECDF then the normal quantile; heavy tails and monotone warps vanish),
-      "standardize" (z-score) or "none".
+      "standardize" (z-score), "canonical" (gaussianize, then an invertible
+      linear map of each side to its canonical (CCA) coordinates, fitted on
+      the training rows: MI unchanged, linear dependence on the first
+      coordinates) or "none".
     bound_options: keyword options of the bound, e.g. {"clip": 5.0} (SMILE).
     critic_options: keyword options of the critic (see mi_jax.critics);
       None: DEFAULT_CRITIC_OPTIONS. {"bilinear_skip": True} adds x^T W y,
       {"square_features": True} feeds [x, x^2], [y, y^2]. A list of such
       dicts: candidates, each trained (its own batch order; the first
       candidate's batches are those of a single-candidate call), the one
-      with the best validation value read out on the test split.
-    negatives: negatives per row in training: None (all K - 1), an integer,
-      or "auto" (DEFAULT_NEGATIVES: 15 for concat critics, else all).
+      with the best validation value read out on the test split;
+      candidates that differ only in "weight_decay" and "square_features"
+      train as one vmapped program (a gate of 0 on the squares).
+    negatives: negatives per row in training: None (all K - 1), an integer
+      M (groups of M + 1 rows; K rounded down to a multiple of M + 1), or
+      "auto" (DEFAULT_NEGATIVES: 15 for concat critics, else all).
     weight_decay: AdamW's decoupled weight decay (per step, params shrink by
       lr * weight_decay); None: DEFAULT_WEIGHT_DECAY per critic, else 0.
     ensemble: E critics per candidate, each from its own initialisation and
@@ -735,6 +787,8 @@ def estimate(x, y, *, bound: str = "infonce", critic: str = "concat",
     fn = _standardize if preprocess == "standardize" else _gaussianize
     x_NxDx = fn(x_NxDx, train_idx)
     y_NxDy = fn(y_NxDy, train_idx)
+  if preprocess == "canonical":
+    x_NxDx, y_NxDy = _canonical(x_NxDx, y_NxDy, train_idx)
   x_NxDx = x_NxDx.astype(np.float32)
   y_NxDy = y_NxDy.astype(np.float32)
   x_train = jnp.asarray(x_NxDx[train_idx])
