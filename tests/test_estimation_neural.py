@@ -245,6 +245,12 @@ def test_negative_sampling_scores_the_chosen_pairs_exactly():
                                                    4 * g:4 * g + 4]))
                   for g in range(2)])
   np.testing.assert_allclose(value, want, rtol=1e-5)
+  # A bound without a grouped shortcut: the masked bound on the groups.
+  nwj = estimation.make_objective("nwj")
+  value = -estimation.loss_fn(nwj)(model, (x, y, 4), None)[0]
+  mask = np.arange(4)[None, :] == (np.arange(8) % 4)[:, None]
+  np.testing.assert_allclose(
+      value, bounds.nwj(jnp.asarray(groups), jnp.asarray(mask)), rtol=1e-5)
   with pytest.raises(ValueError, match="groups of 3"):
     model.group_scores(x, y, 3)
 

@@ -61,6 +61,11 @@ class Objective:
     log_k_ceiling: True when the bound cannot exceed log(batch size).
     blocked: name of the memory-linear `mi_jax.bounds.blocked` function that
       computes `value` from separable embeddings, or None.
+    group_value: None, or `(scores_BxG) -> nats` for the grouped batches of
+      `loss_fn` (row i's positive in column i mod G, the other columns its
+      negatives), equal to `value(scores_BxG, None, mask)` with the matching
+      mask but in a few ops (InfoNCE: its gradient compiles in a fraction of
+      the masked bound's time).
   """
   name: str
   value: Callable[[Any, Any], Any]
@@ -69,6 +74,7 @@ class Objective:
   moving_average: bool = False
   log_k_ceiling: bool = False
   blocked: str | None = None
+  group_value: Callable[[Any], Any] | None = None
 
 
 def _bounds():
@@ -129,7 +135,18 @@ def make_objective(bound, options: dict | None = None) -> Objective:
   value = lambda s, a, mask=None: fn(s, mask, **options)
   blocked = bound if bound in ("infonce", "dv", "nwj") and not options else None
   return Objective(bound, value, _same(value),
-                   log_k_ceiling=bound == "infonce", blocked=blocked)
+                   log_k_ceiling=bound == "infonce", blocked=blocked,
+                   group_value=(_grouped_infonce if bound == "infonce"
+                                and not options else None))
+
+
+def _grouped_infonce(scores_BxG):
+  """InfoNCE of grouped rows: mean_i [s_{i, i mod G} - logsumexp_j s_ij]
+  + log G (van den Oord et al. 2018), each row against its G - 1 negatives."""
+  b, g = scores_BxG.shape
+  s = scores_BxG.astype(jnp.float32)
+  pos_B = jnp.take_along_axis(s, (jnp.arange(b) % g)[:, None], axis=1)[:, 0]
+  return jnp.mean(pos_B - jax.nn.logsumexp(s, axis=1)) + jnp.log(float(g))
 
 
 class CriticModel(nnx.Module):
@@ -247,6 +264,9 @@ def loss_fn(objective: Objective):
     if len(batch) == 3 and isinstance(batch[2], int):
       group = batch[2]
       scores = model.group_scores(x_BxDx, y_BxDy, group)
+      if objective.group_value is not None:
+        value = objective.group_value(scores)
+        return -value, {"value": value}
       mask = jnp.arange(group)[None, :] == (
           jnp.arange(x_BxDx.shape[0]) % group)[:, None]
     elif len(batch) == 3:
