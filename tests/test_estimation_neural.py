@@ -310,8 +310,12 @@ def test_candidates_pick_the_best_validation_value(data):
   a = {"hidden": (8,), "square_features": True}
   b = {"hidden": (8,), "square_features": True, "weight_decay": 1.0}
   c = {"hidden": [8]}  # a gate of 0 in the same program (lists group too)
+  from mi_jax.estimation import _neural  # pylint: disable=g-import-not-at-top
+  misses = _neural._compiled.cache_info().misses  # pylint: disable=protected-access
   alone = mi_jax.estimate(x, y, critic_options=a, **kw)
   three = mi_jax.estimate(x, y, critic_options=[a, b, c], **kw)
+  # One configuration (one set of compiled functions) serves all of them.
+  assert _neural._compiled.cache_info().misses == misses + 1  # pylint: disable=protected-access
   assert three.candidate_values[0] == pytest.approx(
       np.max(alone.curve_heldout), abs=1e-4)
   assert len(three.candidate_values) == 3
