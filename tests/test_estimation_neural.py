@@ -80,6 +80,33 @@ def test_gaussianize_fits_on_training_rows_only():
   np.testing.assert_allclose(z[5:, 0], z[9, 0])
 
 
+def test_canonical_maps_are_invertible_and_diagonalise_on_training_rows():
+  """preprocess="canonical": on the training rows each side has identity
+  covariance and the cross-covariance is diag(rho), rho the canonical
+  correlations in decreasing order; the maps are linear and invertible (also
+  for a duplicated column), so the MI is unchanged."""
+  from mi_jax.estimation import _neural  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((400, 3))
+  y = np.c_[x[:, :2] @ [[0.8, 0.1], [0.0, 0.5]] + rng.standard_normal((400, 2)),
+            rng.standard_normal(400)]
+  train = np.arange(300)
+  u, v = _neural._canonical(x, y, train)  # pylint: disable=protected-access
+  ut, vt = u[train] - u[train].mean(0), v[train] - v[train].mean(0)
+  np.testing.assert_allclose(ut.T @ ut / 300, np.eye(3), atol=1e-9)
+  np.testing.assert_allclose(vt.T @ vt / 300, np.eye(3), atol=1e-9)
+  rho = estimation.canonical_correlations(x[train], y[train])
+  np.testing.assert_allclose(ut.T @ vt / 300, np.diag(rho), atol=1e-9)
+  # Linear and invertible, held-out rows included.
+  mx, wx, my, wy = _neural._canonical_maps(x, y, train)  # pylint: disable=protected-access
+  np.testing.assert_allclose((x - mx) @ wx, u, atol=1e-12)
+  np.testing.assert_allclose((y - my) @ wy, v, atol=1e-12)
+  assert np.linalg.matrix_rank(wx) == 3 and np.linalg.matrix_rank(wy) == 3
+  dup = np.c_[x, x[:, :1]]  # singular covariance: still invertible
+  wx = _neural._canonical_maps(dup, y, train)[1]  # pylint: disable=protected-access
+  assert np.linalg.matrix_rank(wx) == 4 and np.all(np.isfinite(wx))
+
+
 # A second shared configuration: InfoNCE, 300 samples of 10-d, batch 32.
 SMALL = dict(bound="infonce", batch_size=32, steps=1000, lr=3e-3, holdout=0.4,
              patience=None)
@@ -183,7 +210,7 @@ def test_learned_baseline_is_part_of_the_model_and_tightens(bound, gain):
 
 def test_negative_sampling_scores_the_chosen_pairs_exactly():
   import jax  # pylint: disable=g-import-not-at-top
-  from mi_jax.estimation import _neural  # pylint: disable=g-import-not-at-top
+  from mi_jax import bounds  # pylint: disable=g-import-not-at-top
   objective = estimation.make_objective("infonce")
   model = estimation.make_critic_model(objective, "concat+separable", 3, 2,
                                        seed=0)
@@ -194,8 +221,7 @@ def test_negative_sampling_scores_the_chosen_pairs_exactly():
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.standard_normal((8, 3)), jnp.float32)
   y = jnp.asarray(rng.standard_normal((8, 2)), jnp.float32)
-  off = _neural.negative_offsets(rng, 1, 8, 3)[0]  # pylint: disable=protected-access
-  assert off[0] == 0 and len(set(off[1:])) == 3 and 0 not in off[1:]
+  off = np.array([0, 3, 5, 6])
   cols = (np.arange(8)[:, None] + off[None, :]) % 8
   full = np.asarray(model(x, y))
   pairs = np.asarray(model.pair_scores(x, y, jnp.asarray(cols)))
@@ -204,9 +230,66 @@ def test_negative_sampling_scores_the_chosen_pairs_exactly():
   # The loss with sampled negatives is InfoNCE with the matching mask.
   loss = estimation.loss_fn(objective)
   value = -loss(model, (x, y, jnp.asarray(cols)), None)[0]
-  from mi_jax import bounds  # pylint: disable=g-import-not-at-top
   want = bounds.infonce(jnp.asarray(pairs), jnp.asarray(cols == np.arange(8)[:, None]))
   np.testing.assert_allclose(value, want, rtol=1e-6)
+  # Groups of 4 rows: the scores are the diagonal 4 x 4 blocks of the full
+  # matrix, and the loss is the mean of each block's InfoNCE (positives on
+  # its diagonal).
+  groups = np.asarray(model.group_scores(x, y, 4))
+  for g in range(2):
+    np.testing.assert_allclose(groups[4 * g:4 * g + 4],
+                               full[4 * g:4 * g + 4, 4 * g:4 * g + 4],
+                               rtol=1e-5, atol=1e-6)
+  value = -loss(model, (x, y, 4), None)[0]
+  want = np.mean([bounds.infonce(jnp.asarray(full[4 * g:4 * g + 4,
+                                                   4 * g:4 * g + 4]))
+                  for g in range(2)])
+  np.testing.assert_allclose(value, want, rtol=1e-5)
+  # A bound without a grouped shortcut: the masked bound on the groups.
+  nwj = estimation.make_objective("nwj")
+  value = -estimation.loss_fn(nwj)(model, (x, y, 4), None)[0]
+  mask = np.arange(4)[None, :] == (np.arange(8) % 4)[:, None]
+  np.testing.assert_allclose(
+      value, bounds.nwj(jnp.asarray(groups), jnp.asarray(mask)), rtol=1e-5)
+  with pytest.raises(ValueError, match="groups of 3"):
+    model.group_scores(x, y, 3)
+
+
+def test_square_gate_zero_is_the_critic_on_the_inputs_alone():
+  """A zero gate: scores ignore the squares' weights (no gradient reaches
+  them), equal a plain critic with the same x and y weights, and the input
+  weights start at the plain critic's scale (sqrt 2 x the gated ones)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from mi_jax import training  # pylint: disable=g-import-not-at-top
+  from mi_jax.estimation import _neural  # pylint: disable=g-import-not-at-top
+  objective = estimation.make_objective("infonce")
+  opts = {"hidden": (8,), "square_features": True}
+  gated = estimation.make_critic_model(objective, "concat", 3, 2, seed=0,
+                                       critic_options=opts)
+  kernel0 = np.asarray(gated.critic.mlp.layers[0].kernel[...])
+  _neural._set_square_gate(gated, 0.0)  # pylint: disable=protected-access
+  kernel = np.asarray(gated.critic.mlp.layers[0].kernel[...])
+  np.testing.assert_allclose(kernel, math.sqrt(2.0) * kernel0, rtol=1e-6)
+  last = gated.critic.mlp.layers[-1]
+  last.kernel[...] = jax.random.normal(jax.random.key(1), last.kernel[...].shape)
+  plain = estimation.make_critic_model(objective, "concat", 3, 2, seed=0,
+                                       critic_options={"hidden": (8,)})
+  rows = np.r_[0:3, 6:8]  # x and y rows of [x, x^2, y, y^2]
+  plain.critic.mlp.layers[0].kernel[...] = jnp.asarray(kernel[rows])
+  plain.critic.mlp.layers[0].bias[...] = gated.critic.mlp.layers[0].bias[...]
+  plain.critic.mlp.layers[-1].kernel[...] = last.kernel[...]
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal((6, 3)), jnp.float32)
+  y = jnp.asarray(rng.standard_normal((6, 2)), jnp.float32)
+  np.testing.assert_allclose(np.asarray(gated(x, y)), np.asarray(plain(x, y)),
+                             rtol=1e-5, atol=1e-6)
+  graphdef, params, rest = training.split_model(gated)
+  loss = estimation.loss_fn(objective)
+  grads = jax.grad(lambda p: loss(training.merge_model(graphdef, p, rest),
+                                  (x, y), None)[0])(params)
+  g_kernel = np.asarray(grads["critic"]["mlp"]["layers"][0]["kernel"][...])
+  assert np.all(g_kernel[np.r_[3:6, 8:10]] == 0.0)
+  assert np.abs(g_kernel[rows]).sum() > 0
 
 
 def test_negatives_argument_is_checked():
@@ -218,21 +301,31 @@ def test_negatives_argument_is_checked():
 
 
 def test_candidates_pick_the_best_validation_value(data):
-  """critic_options=[a, b]: both trained, the best validation value wins;
-  the first candidate uses the same batches as critic_options=a alone."""
+  """critic_options=[a, b, c]: all trained as one program, the best
+  validation value wins; a candidate there learns what it learns alone (same
+  initialisation and batches)."""
   x, y = data
   kw = dict(bound="infonce", critic="concat", batch_size=64, steps=200,
             eval_every=100, patience=None, weight_decay=0.0)
-  a, b = {"hidden": (8,)}, {"hidden": (8,), "square_features": True}
+  a = {"hidden": (8,), "square_features": True}
+  b = {"hidden": (8,), "square_features": True, "weight_decay": 1.0}
+  c = {"hidden": [8]}  # a gate of 0 in the same program (lists group too)
+  from mi_jax.estimation import _neural  # pylint: disable=g-import-not-at-top
+  misses = _neural._compiled.cache_info().misses  # pylint: disable=protected-access
   alone = mi_jax.estimate(x, y, critic_options=a, **kw)
-  both = mi_jax.estimate(x, y, critic_options=[a, b], **kw)
-  assert both.candidate_values[0] == np.max(alone.curve_heldout)
-  assert len(both.candidate_values) == 2
-  pick = int(np.argmax(both.candidate_values))
-  assert both.critic_options == {**[a, b][pick], "weight_decay": 0.0}
-  assert np.max(both.curve_heldout) == both.candidate_values[pick]
+  three = mi_jax.estimate(x, y, critic_options=[a, b, c], **kw)
+  # One configuration (one set of compiled functions) serves all of them.
+  assert _neural._compiled.cache_info().misses == misses + 1  # pylint: disable=protected-access
+  assert three.candidate_values[0] == pytest.approx(
+      np.max(alone.curve_heldout), abs=1e-4)
+  assert len(three.candidate_values) == 3
+  assert len(set(three.candidate_values)) == 3
+  pick = int(np.argmax(three.candidate_values))
+  assert three.critic_options == {**[a, b, c][pick], "weight_decay":
+                                  [0.0, 1.0, 0.0][pick]}
+  assert np.max(three.curve_heldout) == three.candidate_values[pick]
   if pick == 0:
-    assert both.mi == alone.mi
+    assert three.mi == pytest.approx(alone.mi, abs=1e-4)
   with pytest.raises(ValueError, match="critic_options"):
     mi_jax.estimate(x, y, critic_options=[], **kw)
   with pytest.raises(ValueError, match="critic_options"):
@@ -257,8 +350,8 @@ def test_ensemble_reads_out_the_members_mean_score():
                           ("separable", (("hidden", (8,)), ("out_dim", 4)),
                            _neural.DENSE_READOUT_MAX + 3)):
     c = _neural._compiled("infonce", (), critic, opts, 2, 3)
-    keys = jax.random.split(jax.random.key(0), 3)
-    state = c.init(keys, 1e-3, 0.0)
+    one_C = lambda v: np.full(1, v, np.float32)
+    state = c.init(np.uint32(0), one_C(1e-3), one_C(0.0), one_C(1.0), 3)
     noise = jax.random.key(1)
     state = state.replace(params=jax.tree.map(
         lambda p: p + 0.3 * jax.random.normal(noise, p.shape, p.dtype),
@@ -267,9 +360,19 @@ def test_ensemble_reads_out_the_members_mean_score():
     y = rng.normal(size=(n, 3)).astype(np.float32)
     mean_s = 0.0
     for e in range(3):
-      one = training.unstack_state(state, e)
+      one = training.unstack_state(training.unstack_state(state, 0), e)
       model = training.merge_model(c.graphdef, one.params, one.rest)
       mean_s = mean_s + np.asarray(model(jnp.asarray(x), jnp.asarray(y)),
                                    np.float64) / 3
-    got = float(c.full_readout(state, jnp.asarray(x), jnp.asarray(y)))
+    if n <= _neural.DENSE_READOUT_MAX:
+      # All pairs, and batches as sub-matrices of the same scores.
+      sel = rng.permuted(np.tile(np.arange(n), (4, 1)), axis=1)[:, :10]
+      got, batches = c.evaluate(state, jnp.asarray(x), jnp.asarray(y),
+                                jnp.asarray(sel, jnp.int32), True)
+      for m in range(4):
+        want = infonce64(mean_s[np.ix_(sel[m], sel[m])])
+        assert float(batches[0, m]) == pytest.approx(want, abs=2e-4)
+      got = float(got[0])
+    else:
+      got = float(c.full_readout(state, jnp.asarray(x), jnp.asarray(y))[0])
     assert got == pytest.approx(infonce64(mean_s), abs=2e-4), critic

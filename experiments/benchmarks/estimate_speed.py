@@ -7,7 +7,8 @@ this fresh process:
   python loop      the peer: the same jitted single step called from a Python
                    loop 10,000 times (what a hand-written training loop does)
 Early stopping is off (patience=None) so every call runs all 10,000 steps.
-The machine's load average is printed: other processes slow every number.
+The machine's load average is printed: other processes slow every number;
+the CPU seconds (user + system of this process during the call) move less.
 
   python experiments/benchmarks/estimate_speed.py [--steps 10000]
       [--kwargs '{"critic": "separable", "bound": "smile"}']
@@ -76,10 +77,11 @@ def main(argv=None):
         f"({os.cpu_count()} cpus), load average {os.getloadavg()[0]:.1f}; "
         f"n=5000, 10-d x and y, estimate(**{kwargs})", flush=True)
   for label in ("estimate (cold)", "estimate (warm)"):
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), os.times()
     r = estimation.estimate(x, y, **kwargs)
-    secs = time.perf_counter() - t0
-    print(f"{label:17s} {secs:7.2f} s  ({r.steps} steps, "
+    secs, c1 = time.perf_counter() - t0, os.times()
+    cpu = c1.user - c0.user + c1.system - c0.system
+    print(f"{label:17s} {secs:7.2f} s, {cpu:6.2f} CPU s  ({r.steps} steps, "
           f"{secs / r.steps * 1e3:.3f} ms/step; estimate {r})", flush=True)
   if not args.skip_peer:
     secs = python_loop_peer(x, y, args)

@@ -2,7 +2,7 @@
 
   mi-jax estimate --x x.npy --y y.npy [--bound B] [--critic C] [--steps S]
                   [--batch-size K] [--method neural|gaussian|ksg]
-                  [--preprocess standardize|gaussianize|none]
+                  [--preprocess standardize|gaussianize|canonical|none]
 
 Prints "estimate ± standard error nats" plus every flag with its advice on
 one line; an implausible read-out (diverged, far below zero, held-out above
@@ -113,7 +113,7 @@ def register(subparsers) -> None:
   p.add_argument("--holdout", type=float, default=None,
                  help="fraction held out for validation + test read-out")
   p.add_argument("--preprocess", default=None,
-                 choices=("standardize", "gaussianize", "none"),
+                 choices=("standardize", "gaussianize", "canonical", "none"),
                  help="per-column map fitted on the training split")
   p.add_argument("--k", type=int, default=3, help="KSG neighbours")
   p.add_argument("-v", "--verbose", action="store_true")
