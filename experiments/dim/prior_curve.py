@@ -37,6 +37,7 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -44,6 +45,52 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import full_mnist  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mi_jax import data  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mi_jax.evaluation import dim_suite  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mi_jax.training import merge_model, split_model  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mi_jax.objectives import dim  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+_GRAD_FNS = {}
+
+
+def encoder_grad_norms(model, images_BxHxWxC, key, settings):
+  """How hard each term pulls on the encoder, on one training batch.
+
+    grad_mi    = d/d(encoder) of -(alpha I_G + beta I_L)   (the MI terms)
+    grad_prior = d/d(encoder) of -E log D(sigmoid(Y))      (the non-saturating
+                 encoder term at weight 1; the loss adds gamma times it)
+
+  Returns ||grad_mi||, ||grad_prior|| (global norms over the encoder's
+  parameters, BatchNorm in training mode as in the train step) and their
+  cosine; gamma * ||grad_prior|| / ||grad_mi|| is the prior's share of the
+  raw encoder gradient before Adam's per-parameter scaling.
+  """
+  graphdef, params, rest = split_model(model)
+  if graphdef not in _GRAD_FNS:
+    mi_loss = dim.make_dim_loss(
+        estimator=settings.get("estimator", "jsd"), alpha=settings["alpha"],
+        beta=settings["beta"], gamma=0.0)
+
+    def grads(p, r, images, k):
+      def f_mi(q, r):  # r passed in: BatchNorm updates its statistics
+        m = merge_model(graphdef, q, r)
+        m.train()
+        return mi_loss(m, {"image": images}, k)[0]
+
+      def f_prior(q, r):
+        m = merge_model(graphdef, q, r)
+        m.train()
+        y_BxD = m.encoder(images)[2]
+        return jnp.mean(jax.nn.softplus(-m.prior_disc(jax.nn.sigmoid(y_BxD))))
+      g_mi = jax.tree.leaves(jax.grad(f_mi)(p, r)["encoder"])
+      g_pr = jax.tree.leaves(jax.grad(f_prior)(p, r)["encoder"])
+      dot = sum(jnp.sum(a * b) for a, b in zip(g_mi, g_pr))
+      n_mi = jnp.sqrt(sum(jnp.sum(a * a) for a in g_mi))
+      n_pr = jnp.sqrt(sum(jnp.sum(b * b) for b in g_pr))
+      return n_mi, n_pr, dot / (n_mi * n_pr)
+    _GRAD_FNS[graphdef] = jax.jit(grads)
+  n_mi, n_pr, cos = _GRAD_FNS[graphdef](params, rest, images_BxHxWxC, key)
+  return {"grad_mi": float(n_mi), "grad_prior": float(n_pr),
+          "grad_cos": float(cos)}
+
 
 def heldout_stats(model, images, seed, fresh_steps):
   y_NxD = np.asarray(dim_suite.encoder_features(model.encoder, images)["y"],
@@ -71,6 +118,7 @@ def run(args):
   test_set = data.load_arrays("mnist", "test")
   images = np.asarray(train_set["image"], np.float32)
   heldout = np.asarray(test_set["image"][:args.heldout], np.float32)
+  grad_batch = jnp.asarray(images[:64])  # a fixed training batch
   seeds = [int(s) for s in args.seeds.split(",")]
   floor = dim_suite.marginal_uniform_js(
       np.random.default_rng(0).uniform(size=(args.heldout, 64)))
@@ -95,6 +143,10 @@ def run(args):
         model.eval()
         fresh = args.fresh_steps if (c + 1) % args.fresh_every == 0 else 0
         per_seed.append(heldout_stats(model, heldout, seed, fresh))
+        if model.prior_disc is not None and (args.beta or args.alpha):
+          model.train()
+          per_seed[-1].update(encoder_grad_norms(
+              model, grad_batch, jax.random.key(seed), settings))
       stats = {k: [r.get(k, np.nan) for r in per_seed] for k in per_seed[0]}
       partial.append(stats)  # held-out statistics so far, in case of a stop
       with open(os.path.join(args.out, f"{name}.partial.json"), "w") as f:
