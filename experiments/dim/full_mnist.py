@@ -119,8 +119,9 @@ def train(settings, images_NxHxWxC, *, seeds, steps, chunk, lr, on_chunk=None):
   """Trains len(seeds) models in one vmapped program; returns states, curves.
 
   `settings["disc_lr"]` (optional): the prior discriminator's learning rate.
-  `on_chunk(c, graphdef, states)` (optional) runs after every chunk and
-  returns a dict of per-seed lists merged into that chunk's curve entry.
+  `on_chunk(c, graphdef, states, curves)` (optional) runs after every chunk
+  (`curves[-1]`: that chunk's training metrics) and returns a dict of
+  per-seed lists merged into that chunk's curve entry.
   """
   tx = make_optimizer(lr, settings.get("disc_lr"))
   keys = jnp.stack([jax.random.key(s) for s in seeds])
@@ -153,7 +154,7 @@ def train(settings, images_NxHxWxC, *, seeds, steps, chunk, lr, on_chunk=None):
     curves[-1]["nonfinite_steps"] = np.sum(
         ~np.asarray(m["finite"], bool), axis=0).tolist()
     if on_chunk is not None:
-      curves[-1].update(on_chunk(c, graphdef, states))
+      curves[-1].update(on_chunk(c, graphdef, states, curves))
     if not np.all(m["finite"]):
       print(f"non-finite step in chunk {c}", flush=True)
     print(f"chunk {c + 1}/{steps // chunk} ({time.time() - t0:.0f} s): " + ", ".join(

@@ -133,9 +133,22 @@ def run(args):
           int(h) for h in args.disc_hidden.split("-"))
 
     name = f"{args.tag}_g{gamma:g}"
-    partial = []
+    t0 = time.time()
 
-    def on_chunk(c, graphdef, states, name=name, partial=partial):
+    def record(curves, steps, train_s, name=name, settings=settings, t0=t0):
+      """OUT/NAME.json when done, OUT/NAME.partial.json after every chunk."""
+      path = os.path.join(args.out, f"{name}{'' if steps == args.steps else '.partial'}.json")
+      with open(path, "w") as f:
+        json.dump({"name": name, "settings": {k: (list(v) if isinstance(v, tuple) else v)
+                                              for k, v in settings.items()},
+                   "seeds": seeds, "steps": steps, "chunk": args.chunk,
+                   "lr": args.lr, "heldout": args.heldout,
+                   "fresh_steps": args.fresh_steps, "fresh_every": args.fresh_every,
+                   "marginal_js_floor": floor, "encoder": full_mnist.ENCODER,
+                   "critic": full_mnist.CRITIC, "wall_seconds": time.time() - t0,
+                   "train_seconds": train_s, "curves": curves}, f)
+
+    def on_chunk(c, graphdef, states, curves, settings=settings, record=record):
       per_seed = []
       for i, seed in enumerate(seeds):
         st = jax.tree.map(lambda x, i=i: x[i], states)
@@ -148,25 +161,15 @@ def run(args):
           per_seed[-1].update(encoder_grad_norms(
               model, grad_batch, jax.random.key(seed), settings))
       stats = {k: [r.get(k, np.nan) for r in per_seed] for k in per_seed[0]}
-      partial.append(stats)  # held-out statistics so far, in case of a stop
-      with open(os.path.join(args.out, f"{name}.partial.json"), "w") as f:
-        json.dump({"name": name, "chunk": args.chunk, "curves": partial}, f)
+      if (c + 1) * args.chunk < args.steps:  # so far, in case of a stop
+        record([*curves[:-1], {**curves[-1], **stats}], (c + 1) * args.chunk,
+               None)  # train_seconds: known at the end only
       return stats
 
-    t0 = time.time()
     _, _, curves, train_s = full_mnist.train(
         settings, images, seeds=seeds, steps=args.steps, chunk=args.chunk,
         lr=args.lr, on_chunk=on_chunk)
-    with open(os.path.join(args.out, f"{name}.json"), "w") as f:
-      json.dump({"name": name, "settings": {k: (list(v) if isinstance(v, tuple) else v)
-                                            for k, v in settings.items()},
-                 "seeds": seeds, "steps": args.steps, "chunk": args.chunk,
-                 "lr": args.lr, "heldout": args.heldout,
-                 "fresh_steps": args.fresh_steps, "fresh_every": args.fresh_every,
-                 "marginal_js_floor": floor, "encoder": full_mnist.ENCODER,
-                 "critic": full_mnist.CRITIC, "wall_seconds": time.time() - t0,
-                 "train_seconds": train_s, "curves": curves },
-                f)
+    record(curves, args.steps, train_s)
     print(f"wrote {name} ({time.time() - t0:.0f} s)", flush=True)
 
 
@@ -175,32 +178,62 @@ CURVES = [("heldout_d_acc", "fresh held-out D accuracy"),
           ("heldout_abs_corr", "mean |corr| between units"),
           ("heldout_y_norm", "mean ||Y|| (held-out)"),
           ("prior_acc", "co-trained D accuracy (train batches)")]
+# --long: the co-trained and fresh discriminators side by side, and how hard
+# the prior pulls on the encoder relative to the MI term.
+LONG_CURVES = [("prior_acc", "co-trained D accuracy (train batches)"),
+               ("heldout_cotrained_acc", "co-trained D accuracy (held-out codes)"),
+               ("heldout_d_acc", "fresh D accuracy (held-out codes)"),
+               ("heldout_marginal_js", "mean per-unit JS to U[0,1] (20 bins)"),
+               ("grad_ratio", "||grad prior|| / ||grad MI|| (encoder, weight 1)")]
 
 
-def plot(folder, path):
+def _curve(r, key):
+  """[chunks, seeds] of a curve key; grad_ratio from its two norms."""
+  nan = [np.nan] * len(r["seeds"])
+  if key == "grad_ratio":
+    return (np.asarray([c.get("grad_prior", nan) for c in r["curves"]], np.float64)
+            / np.asarray([c.get("grad_mi", nan) for c in r["curves"]], np.float64))
+  return np.asarray([c.get(key, nan) for c in r["curves"]], np.float64)
+
+
+def plot(folder, path, curves=None):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  runs = []
-  for p in sorted(glob.glob(os.path.join(folder, "*[0-9].json"))):
+  runs = []  # NAME.json, or NAME.partial.json (a stopped run) when alone
+  for p in sorted(glob.glob(os.path.join(folder, "*.json"))):
+    final = p.replace(".partial.json", ".json")
+    if p.endswith(".partial.json") and os.path.exists(final):
+      continue
     with open(p) as f:
       runs.append(json.load(f))
-  fig, axes = plt.subplots(1, len(CURVES), figsize=(5 * len(CURVES), 4.2))
+    if "settings" not in runs[-1]:  # a partial file of the former format
+      runs.pop()
+  curves = curves or CURVES
+  fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 4.2))
   for r in runs:
     steps = r["chunk"] * np.arange(1, len(r["curves"]) + 1)
-    for ax, (key, title) in zip(axes, CURVES):
-      v = np.asarray([c.get(key, [np.nan] * len(r["seeds"])) for c in r["curves"]],
-                     np.float64)
+    label = f"{r['name']} ({r['settings'].get('prior_encoder_loss', 'non_saturating')})"
+    for ax, (key, title) in zip(axes, curves):
+      v = _curve(r, key)
       ok = ~np.all(np.isnan(v), axis=1)
       if not ok.any():
         continue
-      line, = ax.plot(steps[ok], np.nanmean(v[ok], 1), marker=".", label=r["name"])
+      line, = ax.plot(steps[ok], np.nanmean(v[ok], 1), marker=".", label=label)
       ax.fill_between(steps[ok], np.nanmin(v[ok], 1), np.nanmax(v[ok], 1),
                       color=line.get_color(), alpha=0.15)
       ax.set_title(title, fontsize=9)
       ax.set_xlabel("step")
-  axes[1].axhline(runs[0]["marginal_js_floor"], color="k", ls=":", lw=1,
-                  label="true U[0,1] samples")
+  keys = [key for key, _ in curves]
+  axes[keys.index("heldout_marginal_js")].axhline(
+      runs[0]["marginal_js_floor"], color="k", ls=":", lw=1,
+      label="true U[0,1] samples")
+  for ax, key in zip(axes, keys):
+    if key.endswith("acc"):
+      ax.set_ylim(0.45, 1.02)
+      ax.axhline(0.5, color="k", ls=":", lw=1)
+    if key == "grad_ratio":
+      ax.set_yscale("log")
   for ax in axes:
     ax.legend(fontsize=7)
   fig.suptitle("DIM(L) on full MNIST, prior term: held-out statistics vs step "
@@ -210,18 +243,18 @@ def plot(folder, path):
   print(f"wrote {path}")
   keys = ["heldout_marginal_js", "heldout_abs_corr", "heldout_y_norm",
           "heldout_saturated", "heldout_d_acc", "heldout_js",
-          "heldout_cotrained_acc", "prior_acc"]
-  print("| run | steps | " + " | ".join(keys) + " | wall s |")
-  print("| --- | --- | " + " | ".join("---" for _ in keys) + " | --- |")
+          "heldout_cotrained_acc", "prior_acc", "grad_ratio"]
+  print("| run | steps | " + " | ".join(keys) + " | wall s | train CPU s |")
+  print("| --- | --- | " + " | ".join("---" for _ in keys) + " | --- | --- |")
   for r in runs:
     cells = []
     for key in keys:  # the last chunk that has the statistic
-      vals = [c[key] for c in r["curves"] if key in c
-              and not np.all(np.isnan(np.asarray(c[key], np.float64)))]
+      vals = [row for row in _curve(r, key) if not np.all(np.isnan(row))]
       v = np.asarray(vals[-1], np.float64) if vals else None
       cells.append("-" if v is None else f"{v.mean():.3f} ± {v.std():.3f}")
-    print(f"| {r['name']} | {r['steps']} | " + " | ".join(cells)
-          + f" | {r['wall_seconds']:.0f} |")
+    cpu = r["curves"][-1].get("cpu_seconds") if r["curves"] else None
+    print(f"| {r['name']} ({r['settings'].get('prior_encoder_loss', 'non_saturating')}) | {r['steps']} | " + " | ".join(cells)
+          + f" | {r['wall_seconds']:.0f} | {'-' if cpu is None else f'{cpu:.0f}'} |")
 
 
 def main(argv=None):
@@ -244,9 +277,11 @@ def main(argv=None):
   p.add_argument("--out", default="experiments/dim/results/prior_curve")
   p.add_argument("--plot", default="", help="folder of results to plot")
   p.add_argument("--figure", default="docs/figures/dim_prior_curve.png")
+  p.add_argument("--long", action="store_true",
+                 help="with --plot: co-trained vs fresh D and gradient ratio")
   args = p.parse_args(argv)
   if args.plot:
-    plot(args.plot, args.figure)
+    plot(args.plot, args.figure, LONG_CURVES if args.long else None)
   else:
     run(args)
 
