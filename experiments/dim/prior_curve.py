@@ -20,13 +20,27 @@ images (`--heldout` of them) and for each seed:
                     (`dim_suite.mean_abs_correlation`; 0 under the prior)
   heldout_y_norm, heldout_saturated   mean ||Y||, fraction of sigmoid(Y)
                     outside [0.01, 0.99]
+  grad_mi, grad_prior, grad_cos   on one fixed training batch, the norms of
+                    the encoder's gradient from the MI term and from the
+                    prior's encoder term at weight 1, and their cosine
+                    (`encoder_grad_norms`)
+
+`--encoder_loss none`: D trained, the encoder gets nothing from it (the
+gamma = 0 control of the co-trained D). `--plot DIR --long`: co-trained vs
+fresh D and the gradient ratio (docs/figures/dim_prior_long.png):
+
+  python experiments/dim/prior_curve.py --gammas 10 --seeds 0 --steps 1500 \
+      --chunk 50 --fresh_every 5 --tag long --out experiments/dim/results/prior_long
+  python experiments/dim/prior_curve.py --plot experiments/dim/results/prior_long \
+      --long --figure docs/figures/dim_prior_long.png
 
   python experiments/dim/prior_curve.py --gammas 0,0.1,1 --steps 400 \
       --tag base --out experiments/dim/results/prior_curve
   python experiments/dim/prior_curve.py --plot experiments/dim/results/prior_curve
 
 Writes OUT/TAG_gGAMMA.json (settings, per-chunk curves incl. the training
-metrics of `full_mnist.train`).
+metrics of `full_mnist.train`), and OUT/TAG_gGAMMA.partial.json after every
+chunk until then (the plot reads it for a stopped run).
 """
 
 import argparse
