@@ -178,6 +178,19 @@ def test_prior_non_saturating_signs():
   assert r["d_after_enc_step"] < r["d0"]
 
 
+def test_prior_none_trains_d_and_leaves_the_encoder_alone():
+  """prior_encoder_loss="none": D's gradient is the other modes' (-gamma
+  dD_hat); the encoder's is exactly zero (only the prior term is on)."""
+  gamma = 0.5
+  r = _prior_check(gamma, "none")
+  _assert_tree_close(r["g_disc"],
+                     jax.tree.map(lambda x: -gamma * x, r["dg_disc"]))
+  assert all(np.all(np.asarray(x) == 0) for x in jax.tree.leaves(r["g_enc"]))
+  assert optax_norm(r["g_disc"]) > 0 and optax_norm(r["dg_enc"]) > 0
+  np.testing.assert_allclose(r["metric"], r["d0"], rtol=1e-5)
+  assert r["d_after_disc_step"] > r["d0"]
+
+
 def optax_norm(tree):
   return float(jnp.sqrt(sum(jnp.sum(x ** 2) for x in jax.tree.leaves(tree))))
 

@@ -51,6 +51,15 @@ VARIANTS = {
     "L_prior_b16": dict(alpha=0.0, beta=1.0, gamma=0.1, batch_size=16),
     "L_prior_b32": dict(alpha=0.0, beta=1.0, gamma=0.1, batch_size=32),
     "L_prior_b128": dict(alpha=0.0, beta=1.0, gamma=0.1, batch_size=128),
+    # Negatives at a fixed number of images seen (25,600 = 400 x 64): the
+    # step count is images_seen // batch_size, whatever --steps says.
+    "L_prior_b16_n25600": dict(alpha=0.0, beta=1.0, gamma=0.1, batch_size=16,
+                               images_seen=25600),
+    "L_prior_b32_n25600": dict(alpha=0.0, beta=1.0, gamma=0.1, batch_size=32,
+                               images_seen=25600),
+    "L_prior_nce_b16_n25600": dict(alpha=0.0, beta=1.0, gamma=0.1,
+                                   estimator="infonce", batch_size=16,
+                                   images_seen=25600),
     # Prior matching alone (no MI term): can the min-max move the codes?
     "P": dict(alpha=0.0, beta=0.0, gamma=1.0),
     "P_minimax": dict(alpha=0.0, beta=0.0, gamma=1.0,
@@ -110,8 +119,9 @@ def train(settings, images_NxHxWxC, *, seeds, steps, chunk, lr, on_chunk=None):
   """Trains len(seeds) models in one vmapped program; returns states, curves.
 
   `settings["disc_lr"]` (optional): the prior discriminator's learning rate.
-  `on_chunk(c, graphdef, states)` (optional) runs after every chunk and
-  returns a dict of per-seed lists merged into that chunk's curve entry.
+  `on_chunk(c, graphdef, states, curves)` (optional) runs after every chunk
+  (`curves[-1]`: that chunk's training metrics) and returns a dict of
+  per-seed lists merged into that chunk's curve entry.
   """
   tx = make_optimizer(lr, settings.get("disc_lr"))
   keys = jnp.stack([jax.random.key(s) for s in seeds])
@@ -130,7 +140,7 @@ def train(settings, images_NxHxWxC, *, seeds, steps, chunk, lr, on_chunk=None):
     idx_SxN.append(np.concatenate(
         [rng.permutation(n) for _ in range(-(-num // n))])[:num])
   idx_SxCxTxB = np.stack(idx_SxN).reshape(len(seeds), -1, chunk, batch_size)
-  curves, t0 = [], time.time()
+  curves, t0, cpu0 = [], time.time(), time.process_time()
   for c in range(steps // chunk):
     images_TxSxB = jnp.asarray(images_NxHxWxC[idx_SxCxTxB[:, c]]).swapaxes(0, 1)
     batch = {"image": images_TxSxB,
@@ -140,10 +150,11 @@ def train(settings, images_NxHxWxC, *, seeds, steps, chunk, lr, on_chunk=None):
     # per chunk: each seed's mean over the chunk's steps ([T, S] -> [S])
     curves.append({k: np.asarray(v).mean(axis=0).tolist() for k, v in m.items()
                    if np.asarray(v).dtype != bool})
+    curves[-1]["cpu_seconds"] = time.process_time() - cpu0  # this process, cumulative
     curves[-1]["nonfinite_steps"] = np.sum(
         ~np.asarray(m["finite"], bool), axis=0).tolist()
     if on_chunk is not None:
-      curves[-1].update(on_chunk(c, graphdef, states))
+      curves[-1].update(on_chunk(c, graphdef, states, curves))
     if not np.all(m["finite"]):
       print(f"non-finite step in chunk {c}", flush=True)
     print(f"chunk {c + 1}/{steps // chunk} ({time.time() - t0:.0f} s): " + ", ".join(
@@ -161,7 +172,9 @@ def run_variant(args, variant, train_set, test_set):
   seeds = [int(s) for s in args.seeds.split(",")]
   images = np.asarray(train_set["image"], np.float32)
   name = "random" if args.random else variant
-  steps = 0 if args.random or args.eval_only else args.steps
+  steps = 0 if args.random or args.eval_only else settings.get(
+      "images_seen", args.steps * settings.get("batch_size", 64)) // settings.get(
+          "batch_size", 64)
   graphdef, states, curves, train_s = train(
       settings, images, seeds=seeds, steps=steps, chunk=args.chunk, lr=args.lr)
   if args.eval_only:  # the states saved by --train_only
@@ -189,7 +202,7 @@ def run_variant(args, variant, train_set, test_set):
     return
   from mi_jax.evaluation import dim_suite  # pylint: disable=g-import-not-at-top
   sub = np.random.default_rng(1234).permutation(len(images))[:args.probe_train]
-  results, t0 = [], time.time()
+  results, t0, cpu0 = [], time.time(), time.process_time()
   for i, seed in enumerate(seeds):
     state = jax.tree.map(lambda x, i=i: x[i], states)
     model = nnx.merge(graphdef, state.params, state.rest)
@@ -211,7 +224,11 @@ def run_variant(args, variant, train_set, test_set):
                "mlp_epochs": args.mlp_epochs, "train_seconds": train_s,
                "estimator_steps": args.estimator_steps,
                "mlp_features": args.mlp_features,
-               "eval_seconds": time.time() - t0, "results": results,
+               "eval_seconds": time.time() - t0,
+               "eval_cpu_seconds": time.process_time() - cpu0,
+               "train_cpu_seconds": (curves[-1].get("cpu_seconds")
+                                     if curves else None),
+               "results": results,
                "curves": curves}, f)
 
 

@@ -20,13 +20,27 @@ images (`--heldout` of them) and for each seed:
                     (`dim_suite.mean_abs_correlation`; 0 under the prior)
   heldout_y_norm, heldout_saturated   mean ||Y||, fraction of sigmoid(Y)
                     outside [0.01, 0.99]
+  grad_mi, grad_prior, grad_cos   on one fixed training batch, the norms of
+                    the encoder's gradient from the MI term and from the
+                    prior's encoder term at weight 1, and their cosine
+                    (`encoder_grad_norms`)
+
+`--encoder_loss none`: D trained, the encoder gets nothing from it (the
+gamma = 0 control of the co-trained D). `--plot DIR --long`: co-trained vs
+fresh D and the gradient ratio (docs/figures/dim_prior_long.png):
+
+  python experiments/dim/prior_curve.py --gammas 10 --seeds 0 --steps 1500 \
+      --chunk 50 --fresh_every 5 --tag long --out experiments/dim/results/prior_long
+  python experiments/dim/prior_curve.py --plot experiments/dim/results/prior_long \
+      --long --figure docs/figures/dim_prior_long.png
 
   python experiments/dim/prior_curve.py --gammas 0,0.1,1 --steps 400 \
       --tag base --out experiments/dim/results/prior_curve
   python experiments/dim/prior_curve.py --plot experiments/dim/results/prior_curve
 
 Writes OUT/TAG_gGAMMA.json (settings, per-chunk curves incl. the training
-metrics of `full_mnist.train`).
+metrics of `full_mnist.train`), and OUT/TAG_gGAMMA.partial.json after every
+chunk until then (the plot reads it for a stopped run).
 """
 
 import argparse
@@ -37,6 +51,7 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -44,6 +59,52 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import full_mnist  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mi_jax import data  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mi_jax.evaluation import dim_suite  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mi_jax.training import merge_model, split_model  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mi_jax.objectives import dim  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+_GRAD_FNS = {}
+
+
+def encoder_grad_norms(model, images_BxHxWxC, key, settings):
+  """How hard each term pulls on the encoder, on one training batch.
+
+    grad_mi    = d/d(encoder) of -(alpha I_G + beta I_L)   (the MI terms)
+    grad_prior = d/d(encoder) of -E log D(sigmoid(Y))      (the non-saturating
+                 encoder term at weight 1; the loss adds gamma times it)
+
+  Returns ||grad_mi||, ||grad_prior|| (global norms over the encoder's
+  parameters, BatchNorm in training mode as in the train step) and their
+  cosine; gamma * ||grad_prior|| / ||grad_mi|| is the prior's share of the
+  raw encoder gradient before Adam's per-parameter scaling.
+  """
+  graphdef, params, rest = split_model(model)
+  if graphdef not in _GRAD_FNS:
+    mi_loss = dim.make_dim_loss(
+        estimator=settings.get("estimator", "jsd"), alpha=settings["alpha"],
+        beta=settings["beta"], gamma=0.0)
+
+    def grads(p, r, images, k):
+      def f_mi(q, r):  # r passed in: BatchNorm updates its statistics
+        m = merge_model(graphdef, q, r)
+        m.train()
+        return mi_loss(m, {"image": images}, k)[0]
+
+      def f_prior(q, r):
+        m = merge_model(graphdef, q, r)
+        m.train()
+        y_BxD = m.encoder(images)[2]
+        return jnp.mean(jax.nn.softplus(-m.prior_disc(jax.nn.sigmoid(y_BxD))))
+      g_mi = jax.tree.leaves(jax.grad(f_mi)(p, r)["encoder"])
+      g_pr = jax.tree.leaves(jax.grad(f_prior)(p, r)["encoder"])
+      dot = sum(jnp.sum(a * b) for a, b in zip(g_mi, g_pr))
+      n_mi = jnp.sqrt(sum(jnp.sum(a * a) for a in g_mi))
+      n_pr = jnp.sqrt(sum(jnp.sum(b * b) for b in g_pr))
+      return n_mi, n_pr, dot / (n_mi * n_pr)
+    _GRAD_FNS[graphdef] = jax.jit(grads)
+  n_mi, n_pr, cos = _GRAD_FNS[graphdef](params, rest, images_BxHxWxC, key)
+  return {"grad_mi": float(n_mi), "grad_prior": float(n_pr),
+          "grad_cos": float(cos)}
+
 
 def heldout_stats(model, images, seed, fresh_steps):
   y_NxD = np.asarray(dim_suite.encoder_features(model.encoder, images)["y"],
@@ -71,6 +132,7 @@ def run(args):
   test_set = data.load_arrays("mnist", "test")
   images = np.asarray(train_set["image"], np.float32)
   heldout = np.asarray(test_set["image"][:args.heldout], np.float32)
+  grad_batch = jnp.asarray(images[:64])  # a fixed training batch
   seeds = [int(s) for s in args.seeds.split(",")]
   floor = dim_suite.marginal_uniform_js(
       np.random.default_rng(0).uniform(size=(args.heldout, 64)))
@@ -85,9 +147,22 @@ def run(args):
           int(h) for h in args.disc_hidden.split("-"))
 
     name = f"{args.tag}_g{gamma:g}"
-    partial = []
+    t0 = time.time()
 
-    def on_chunk(c, graphdef, states, name=name, partial=partial):
+    def record(curves, steps, train_s, name=name, settings=settings, t0=t0):
+      """OUT/NAME.json when done, OUT/NAME.partial.json after every chunk."""
+      path = os.path.join(args.out, f"{name}{'' if steps == args.steps else '.partial'}.json")
+      with open(path, "w") as f:
+        json.dump({"name": name, "settings": {k: (list(v) if isinstance(v, tuple) else v)
+                                              for k, v in settings.items()},
+                   "seeds": seeds, "steps": steps, "chunk": args.chunk,
+                   "lr": args.lr, "heldout": args.heldout,
+                   "fresh_steps": args.fresh_steps, "fresh_every": args.fresh_every,
+                   "marginal_js_floor": floor, "encoder": full_mnist.ENCODER,
+                   "critic": full_mnist.CRITIC, "wall_seconds": time.time() - t0,
+                   "train_seconds": train_s, "curves": curves}, f)
+
+    def on_chunk(c, graphdef, states, curves, settings=settings, record=record):
       per_seed = []
       for i, seed in enumerate(seeds):
         st = jax.tree.map(lambda x, i=i: x[i], states)
@@ -95,26 +170,20 @@ def run(args):
         model.eval()
         fresh = args.fresh_steps if (c + 1) % args.fresh_every == 0 else 0
         per_seed.append(heldout_stats(model, heldout, seed, fresh))
+        if model.prior_disc is not None and (args.beta or args.alpha):
+          model.train()
+          per_seed[-1].update(encoder_grad_norms(
+              model, grad_batch, jax.random.key(seed), settings))
       stats = {k: [r.get(k, np.nan) for r in per_seed] for k in per_seed[0]}
-      partial.append(stats)  # held-out statistics so far, in case of a stop
-      with open(os.path.join(args.out, f"{name}.partial.json"), "w") as f:
-        json.dump({"name": name, "chunk": args.chunk, "curves": partial}, f)
+      if (c + 1) * args.chunk < args.steps:  # so far, in case of a stop
+        record([*curves[:-1], {**curves[-1], **stats}], (c + 1) * args.chunk,
+               None)  # train_seconds: known at the end only
       return stats
 
-    t0 = time.time()
     _, _, curves, train_s = full_mnist.train(
         settings, images, seeds=seeds, steps=args.steps, chunk=args.chunk,
         lr=args.lr, on_chunk=on_chunk)
-    with open(os.path.join(args.out, f"{name}.json"), "w") as f:
-      json.dump({"name": name, "settings": {k: (list(v) if isinstance(v, tuple) else v)
-                                            for k, v in settings.items()},
-                 "seeds": seeds, "steps": args.steps, "chunk": args.chunk,
-                 "lr": args.lr, "heldout": args.heldout,
-                 "fresh_steps": args.fresh_steps, "fresh_every": args.fresh_every,
-                 "marginal_js_floor": floor, "encoder": full_mnist.ENCODER,
-                 "critic": full_mnist.CRITIC, "wall_seconds": time.time() - t0,
-                 "train_seconds": train_s, "curves": curves },
-                f)
+    record(curves, args.steps, train_s)
     print(f"wrote {name} ({time.time() - t0:.0f} s)", flush=True)
 
 
@@ -123,32 +192,62 @@ CURVES = [("heldout_d_acc", "fresh held-out D accuracy"),
           ("heldout_abs_corr", "mean |corr| between units"),
           ("heldout_y_norm", "mean ||Y|| (held-out)"),
           ("prior_acc", "co-trained D accuracy (train batches)")]
+# --long: the co-trained and fresh discriminators side by side, and how hard
+# the prior pulls on the encoder relative to the MI term.
+LONG_CURVES = [("prior_acc", "co-trained D accuracy (train batches)"),
+               ("heldout_cotrained_acc", "co-trained D accuracy (held-out codes)"),
+               ("heldout_d_acc", "fresh D accuracy (held-out codes)"),
+               ("heldout_marginal_js", "mean per-unit JS to U[0,1] (20 bins)"),
+               ("grad_ratio", "||grad prior|| / ||grad MI|| (encoder, weight 1)")]
 
 
-def plot(folder, path):
+def _curve(r, key):
+  """[chunks, seeds] of a curve key; grad_ratio from its two norms."""
+  nan = [np.nan] * len(r["seeds"])
+  if key == "grad_ratio":
+    return (np.asarray([c.get("grad_prior", nan) for c in r["curves"]], np.float64)
+            / np.asarray([c.get("grad_mi", nan) for c in r["curves"]], np.float64))
+  return np.asarray([c.get(key, nan) for c in r["curves"]], np.float64)
+
+
+def plot(folder, path, curves=None):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  runs = []
-  for p in sorted(glob.glob(os.path.join(folder, "*[0-9].json"))):
+  runs = []  # NAME.json, or NAME.partial.json (a stopped run) when alone
+  for p in sorted(glob.glob(os.path.join(folder, "*.json"))):
+    final = p.replace(".partial.json", ".json")
+    if p.endswith(".partial.json") and os.path.exists(final):
+      continue
     with open(p) as f:
       runs.append(json.load(f))
-  fig, axes = plt.subplots(1, len(CURVES), figsize=(5 * len(CURVES), 4.2))
+    if "settings" not in runs[-1]:  # a partial file of the former format
+      runs.pop()
+  curves = curves or CURVES
+  fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 4.2))
   for r in runs:
     steps = r["chunk"] * np.arange(1, len(r["curves"]) + 1)
-    for ax, (key, title) in zip(axes, CURVES):
-      v = np.asarray([c.get(key, [np.nan] * len(r["seeds"])) for c in r["curves"]],
-                     np.float64)
+    label = f"{r['name']} ({r['settings'].get('prior_encoder_loss', 'non_saturating')})"
+    for ax, (key, title) in zip(axes, curves):
+      v = _curve(r, key)
       ok = ~np.all(np.isnan(v), axis=1)
       if not ok.any():
         continue
-      line, = ax.plot(steps[ok], np.nanmean(v[ok], 1), marker=".", label=r["name"])
+      line, = ax.plot(steps[ok], np.nanmean(v[ok], 1), marker=".", label=label)
       ax.fill_between(steps[ok], np.nanmin(v[ok], 1), np.nanmax(v[ok], 1),
                       color=line.get_color(), alpha=0.15)
       ax.set_title(title, fontsize=9)
       ax.set_xlabel("step")
-  axes[1].axhline(runs[0]["marginal_js_floor"], color="k", ls=":", lw=1,
-                  label="true U[0,1] samples")
+  keys = [key for key, _ in curves]
+  axes[keys.index("heldout_marginal_js")].axhline(
+      runs[0]["marginal_js_floor"], color="k", ls=":", lw=1,
+      label="true U[0,1] samples")
+  for ax, key in zip(axes, keys):
+    if key.endswith("acc"):
+      ax.set_ylim(0.45, 1.02)
+      ax.axhline(0.5, color="k", ls=":", lw=1)
+    if key == "grad_ratio":
+      ax.set_yscale("log")
   for ax in axes:
     ax.legend(fontsize=7)
   fig.suptitle("DIM(L) on full MNIST, prior term: held-out statistics vs step "
@@ -158,18 +257,18 @@ def plot(folder, path):
   print(f"wrote {path}")
   keys = ["heldout_marginal_js", "heldout_abs_corr", "heldout_y_norm",
           "heldout_saturated", "heldout_d_acc", "heldout_js",
-          "heldout_cotrained_acc", "prior_acc"]
-  print("| run | steps | " + " | ".join(keys) + " | wall s |")
-  print("| --- | --- | " + " | ".join("---" for _ in keys) + " | --- |")
+          "heldout_cotrained_acc", "prior_acc", "grad_ratio"]
+  print("| run | steps | " + " | ".join(keys) + " | wall s | train CPU s |")
+  print("| --- | --- | " + " | ".join("---" for _ in keys) + " | --- | --- |")
   for r in runs:
     cells = []
     for key in keys:  # the last chunk that has the statistic
-      vals = [c[key] for c in r["curves"] if key in c
-              and not np.all(np.isnan(np.asarray(c[key], np.float64)))]
+      vals = [row for row in _curve(r, key) if not np.all(np.isnan(row))]
       v = np.asarray(vals[-1], np.float64) if vals else None
       cells.append("-" if v is None else f"{v.mean():.3f} ± {v.std():.3f}")
-    print(f"| {r['name']} | {r['steps']} | " + " | ".join(cells)
-          + f" | {r['wall_seconds']:.0f} |")
+    cpu = r["curves"][-1].get("cpu_seconds") if r["curves"] else None
+    print(f"| {r['name']} ({r['settings'].get('prior_encoder_loss', 'non_saturating')}) | {r['steps']} | " + " | ".join(cells)
+          + f" | {r['wall_seconds']:.0f} | {'-' if cpu is None else f'{cpu:.0f}'} |")
 
 
 def main(argv=None):
@@ -192,9 +291,11 @@ def main(argv=None):
   p.add_argument("--out", default="experiments/dim/results/prior_curve")
   p.add_argument("--plot", default="", help="folder of results to plot")
   p.add_argument("--figure", default="docs/figures/dim_prior_curve.png")
+  p.add_argument("--long", action="store_true",
+                 help="with --plot: co-trained vs fresh D and gradient ratio")
   args = p.parse_args(argv)
   if args.plot:
-    plot(args.plot, args.figure)
+    plot(args.plot, args.figure, LONG_CURVES if args.long else None)
   else:
     run(args)
 

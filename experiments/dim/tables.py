@@ -22,6 +22,9 @@ ROWS = [("G", "DIM(G), no prior"), ("G_prior", "DIM(G), prior (gamma 1)"),
         ("L_prior_b16", "DIM(L), prior, batch 16"),
         ("L_prior_b32", "DIM(L), prior, batch 32"),
         ("L_prior_b128", "DIM(L), prior, batch 128"),
+        ("L_prior_b16_n25600", "DIM(L), prior, batch 16, 1,600 steps"),
+        ("L_prior_b32_n25600", "DIM(L), prior, batch 32, 800 steps"),
+        ("L_prior_nce_b16_n25600", "DIM(L) InfoNCE, prior, batch 16, 1,600 steps"),
         ("P", "prior only (gamma 1), non-saturating + GP"),
         ("P_minimax", "prior only (gamma 1), minimax, no GP"),
         ("random", "random encoder (BN calibrated)")]
@@ -94,7 +97,8 @@ def nonfinite(r):
 
 GLP = ["G", "G_prior", "L", "L_prior", "LG", "LG_prior", "P", "P_minimax", "random"]
 EST = [("L_prior", "JSD"), ("L_prior_nce", "InfoNCE (locations)"), ("L_prior_dv", "DV")]
-NEG = ["L_prior_b16", "L_prior_b32", "L_prior", "L_prior_occlusion"]
+NEG = ["L_prior_b16", "L_prior_b16_n25600", "L_prior_b32_n25600", "L_prior",
+       "L_prior_nce_b16_n25600", "L_prior_nce", "L_prior_occlusion"]
 
 
 def code_stats(folder, names):
@@ -153,16 +157,18 @@ def main(folder):
           f"{ms(col(r, 'mi_xy'), digits=2)} | {ms(col(r, 'ndm'), digits=0)} | "
           f"{ms(col(r, 'ndm_heldout_acc'), digits=3)} |")
   print()
-  print("| variant (DIM(L), JSD, prior gamma 0.1) | batch | negatives per code, (B-1) M | images seen | conv lin | fc lin | Y lin | final train bound | non-finite steps |")
-  print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+  print("| variant (DIM(L), JSD unless named, prior gamma 0.1) | batch | steps | negatives per code, (B-1) M | images seen | conv lin | fc lin | Y lin | final train bound | non-finite steps | train wall s / CPU s (3 seeds) |")
+  print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
   for key in NEG:
     if key not in runs:
       continue
     r = runs[key]
     b = r["settings"].get("batch_size", 64)
-    print(f"| {names[key]} | {b} | {(b - 1) * 49} | {r['steps'] * b} | "
+    cpu = r.get("train_cpu_seconds")
+    print(f"| {names[key]} | {b} | {r['steps']} | {(b - 1) * 49} | {r['steps'] * b} | "
           + " | ".join(probe_cells(r)[:3])
-          + f" | {ms(last_chunks(r, 'mi_local', 1)[-1], digits=3)} | {nonfinite(r)} |")
+          + f" | {ms(last_chunks(r, 'mi_local', 1)[-1], digits=3)} | {nonfinite(r)} | "
+          f"{r['train_seconds']:.0f} / {'-' if cpu is None else f'{cpu:.0f}'} |")
   code_stats(folder, names)
   print()
   trained = {}

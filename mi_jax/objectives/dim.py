@@ -415,6 +415,13 @@ def center_crop(images_BxHxWxC: jax.Array, crop_size: Optional[int]):
   return images_BxHxWxC[:, top:top + crop_size, left:left + crop_size]
 
 
+# The encoder's side of the prior term: "non_saturating" (the reference's
+# default), "minimax" (the paper's eq. 7) or "none" (not the paper's: D is
+# trained exactly as with the others but the encoder gets no gradient from it,
+# the gamma = 0 control for the co-trained discriminator's accuracy).
+PRIOR_ENCODER_LOSSES = ("non_saturating", "minimax", "none")
+
+
 def _prior_term(disc, y_BxD, key, *, encoder_loss, gp_weight):
   """(loss, metrics) of the prior term for weight 1; see `dim_loss`."""
   code_BxD = jax.nn.sigmoid(y_BxD.astype(jnp.float32))
@@ -431,9 +438,13 @@ def _prior_term(disc, y_BxD, key, *, encoder_loss, gp_weight):
     frozen = nnx.merge(graphdef, jax.lax.stop_gradient(disc_state))
     enc_term = jnp.mean(jax.nn.softplus(-frozen(code_BxD)))  # -E log D
     loss = enc_term - d_hat
+  elif encoder_loss == "none":  # D trained as a monitor; the encoder ignores it
+    d_code_B = disc(jax.lax.stop_gradient(code_BxD))
+    d_hat = prior_objective(d_prior_B, d_code_B)
+    loss = -d_hat
   else:
-    raise ValueError("prior_encoder_loss must be 'minimax' or "
-                     f"'non_saturating', got {encoder_loss!r}")
+    raise ValueError(f"prior_encoder_loss must be one of {PRIOR_ENCODER_LOSSES}"
+                     f", got {encoder_loss!r}")
   metrics = {"prior_d": d_hat,
              "prior_acc": 0.5 * (jnp.mean(d_prior_B > 0)
                                  + jnp.mean(d_code_B < 0))}
@@ -470,6 +481,9 @@ def dim_loss(model: DIMModel, batch: dict, key: jax.Array, *,
     with "minimax" (the paper's eq. 7) it minimises D_hat: sigmoid(y) enters
     D through `grad_reverse`, so one descent step is ascent for D's weights
     and descent for the encoder's.
+    With "none" (an option beyond the paper) D is trained the same way and
+    the encoder gets no gradient from the prior term: a discriminator that
+    watches an encoder trained without the prior.
   `occlusion` > 0: Y is computed from the images with one random
   occlusion x occlusion block zeroed (`occlude`), the local map from the full
   images (the paper's occlusion for DIM(L)); one more encoder pass.
@@ -548,9 +562,9 @@ def make_dim_loss(*, estimator: Union[str, Callable] = "jsd",
           "DIM's block_size needs estimator='infonce' with "
           f"local_contrast='codes', got {estimator!r} / {local_contrast!r}; "
           "set dim.block_size=0 for the dense bound.")
-  if prior_encoder_loss not in ("minimax", "non_saturating"):
-    raise ValueError("prior_encoder_loss must be 'minimax' or "
-                     f"'non_saturating', got {prior_encoder_loss!r}")
+  if prior_encoder_loss not in PRIOR_ENCODER_LOSSES:
+    raise ValueError(f"prior_encoder_loss must be one of {PRIOR_ENCODER_LOSSES}"
+                     f", got {prior_encoder_loss!r}")
   return functools.partial(
       dim_loss, estimator=resolve_estimator(estimator), alpha=alpha,
       beta=beta, gamma=gamma, crop_size=crop_size, flip=flip,
