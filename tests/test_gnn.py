@@ -72,10 +72,12 @@ def test_gin_layer_equals_dense_reference():
     mu, var = z.mean(0), z.var(0)
     h = (z - mu) / np.sqrt(var + 1e-5)   # scale 1, bias 0 at init
     np.testing.assert_allclose(np.asarray(out)[:n], h, rtol=1e-4, atol=1e-4)
-    # Running statistics moved by 10% towards the batch moments.
+    # Running statistics moved by 10% towards the batch moments (the
+    # variance: the unbiased one, as PyTorch's BatchNorm1d).
     np.testing.assert_allclose(layer.bn.mean[...], 0.1 * mu, rtol=1e-5,
                                atol=1e-6)
-    np.testing.assert_allclose(layer.bn.var[...], 0.9 + 0.1 * var, rtol=1e-5)
+    np.testing.assert_allclose(layer.bn.var[...],
+                               0.9 + 0.1 * var * n / (n - 1), rtol=1e-5)
   pooled = sum_pool(jnp.concatenate(hs, -1), batch)
   starts = np.concatenate([[0], np.cumsum(ds.num_nodes[IDS])])
   ref = np.stack([np.concatenate([np.asarray(o)[s:e] for o in hs], -1).sum(0)

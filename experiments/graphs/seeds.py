@@ -11,6 +11,11 @@ TU sets a Weisfeiler-Lehman kernel SVM).
 
   python -m experiments.graphs.seeds --config experiments/configs/dgi_cora.py --seeds 10
   python -m experiments.graphs.seeds --config experiments/configs/infograph_mutag.py --seeds 5
+
+`--select_epoch_on_test` adds a labelled DIAGNOSTIC (never a result): every
+epoch's embeddings scored on the test folds and the best epoch picked, as
+InfoGraph's reference reports its figure, to measure what that selection is
+worth.
 """
 import argparse
 import functools
