@@ -165,7 +165,8 @@ def infograph_fit_seeds(dataset, seeds: Sequence[int], *, hidden: int = 32,
     losses.append(np.asarray(metrics["loss"]))
     if log_every and t % log_every == 0:
       print(f"step {t} loss {losses[-1].round(4).tolist()}", flush=True)
-    if every_epoch and (t + 1) % steps_per_epoch == 0 and t + 1 < epochs * steps_per_epoch:
+    last = t + 1 == epochs * steps_per_epoch   # embedded below in any case
+    if every_epoch and (t + 1) % steps_per_epoch == 0 and not last:
       per_epoch.append(embed_dataset(graphdef, states.params, states.rest,
                                      dataset, budget, batch_size))
   out = {"embeddings": embed_dataset(graphdef, states.params, states.rest,
