@@ -6,7 +6,7 @@ from flax import nnx
 
 from mi_jax import encoders
 from mi_jax.data.graphs import Budget, budget_for, pad_graphs
-from mi_jax.encoders.gnn import SparseFeatures, sum_pool
+from mi_jax.encoders.gnn import MaskedBatchNorm, SparseFeatures, sum_pool
 
 import tiny_graphs
 
@@ -72,10 +72,12 @@ def test_gin_layer_equals_dense_reference():
     mu, var = z.mean(0), z.var(0)
     h = (z - mu) / np.sqrt(var + 1e-5)   # scale 1, bias 0 at init
     np.testing.assert_allclose(np.asarray(out)[:n], h, rtol=1e-4, atol=1e-4)
-    # Running statistics moved by 10% towards the batch moments.
+    # Running statistics moved by 10% towards the batch moments (the
+    # variance: the unbiased one, as PyTorch's BatchNorm1d).
     np.testing.assert_allclose(layer.bn.mean[...], 0.1 * mu, rtol=1e-5,
                                atol=1e-6)
-    np.testing.assert_allclose(layer.bn.var[...], 0.9 + 0.1 * var, rtol=1e-5)
+    np.testing.assert_allclose(layer.bn.var[...],
+                               0.9 + 0.1 * var * n / (n - 1), rtol=1e-5)
   pooled = sum_pool(jnp.concatenate(hs, -1), batch)
   starts = np.concatenate([[0], np.cumsum(ds.num_nodes[IDS])])
   ref = np.stack([np.concatenate([np.asarray(o)[s:e] for o in hs], -1).sum(0)
@@ -124,3 +126,22 @@ def test_gin_eval_mode_uses_running_statistics():
   np.testing.assert_allclose(h[:n], z / np.sqrt(1 + 1e-5), rtol=1e-5,
                              atol=1e-6)
   assert np.all(np.asarray(layer.bn.mean[...]) == 0)   # eval mutates nothing
+
+
+def test_batch_norm_running_stats_follow_pytorch():
+  # PyTorch's BatchNorm1d (InfoGraph's reference): the output uses the
+  # biased batch variance, the running variance moves towards the unbiased
+  # one, var * n / (n - 1), with momentum 0.1; padded rows count for nothing.
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(9, 3)).astype(np.float32) * [1.0, 3.0, 0.5]
+  mask = np.arange(9) < 6
+  x64 = x[:6].astype(np.float64)
+  for unbiased, ddof in ((True, 1), (False, 0)):
+    bn = MaskedBatchNorm(3, unbiased_running_var=unbiased)
+    y = np.asarray(bn(jnp.asarray(x), jnp.asarray(mask)))
+    np.testing.assert_allclose(
+        y[:6], (x64 - x64.mean(0)) / np.sqrt(x64.var(0) + 1e-5), rtol=1e-5,
+        atol=1e-6)
+    np.testing.assert_allclose(bn.mean[...], 0.1 * x64.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(bn.var[...], 0.9 + 0.1 * x64.var(0, ddof=ddof),
+                               rtol=1e-6)

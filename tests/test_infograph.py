@@ -175,3 +175,25 @@ def test_svm_fixed_gamma_precomputed_equals_rbf_svc():
   assert 0.5 < got["mean"] < 1.0
   with pytest.raises(ValueError, match="gamma"):
     svm_kfold(x, y, folds, gamma=-1.0)
+
+
+def test_epoch_embeddings_and_test_fold_selection_summaries():
+  from experiments.graphs.seeds import select_on_test
+  ds = tiny_graphs.random_dataset(num_graphs=9, num_tags=3, seed=4)
+  out = infograph_fit_seeds(ds, [0, 1], hidden=4, num_layers=2, batch_size=4,
+                            epochs=2, every_epoch=True)
+  assert out["epoch_embeddings"].shape == (3, 2, 9, 8)
+  np.testing.assert_array_equal(out["epoch_embeddings"][0],
+                                out["init_embeddings"])
+  np.testing.assert_array_equal(out["epoch_embeddings"][-1],
+                                out["embeddings"])
+  assert not np.allclose(out["epoch_embeddings"][1], out["embeddings"])
+  # [epochs + 1, seeds] accuracies: the protocol takes the last row; the
+  # diagnostic's selections take each seed's best row / the best mean row.
+  acc = np.array([[0.5, 0.9, 0.6], [0.8, 0.6, 0.5], [0.7, 0.7, 0.3]])
+  s = select_on_test(acc)
+  np.testing.assert_allclose(s["fixed"]["values"], [0.7, 0.7, 0.3])
+  np.testing.assert_allclose(s["best_per_seed"]["values"], [0.8, 0.9, 0.6])
+  assert s["best_per_seed"]["epochs"] == [1, 0, 0]
+  assert s["best_mean"]["epoch"] == 0   # row means 0.667, 0.633, 0.567
+  np.testing.assert_allclose(s["best_mean"]["mean"], 2 / 3)

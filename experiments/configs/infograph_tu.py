@@ -33,7 +33,10 @@ def get_config(dataset: str = "MUTAG") -> ml_collections.ConfigDict:
   c.datasets_dir = ""   # "" -> $MI_JAX_DATASETS_DIR or ../shared/data
   c.infograph = ml_collections.ConfigDict(dict(
       dataset=dataset, hidden=32, num_layers=5, epochs=20, wl_iterations=3,
-      svm_kernel="rbf"))
+      svm_kernel="rbf",
+      # The reference shuffles the set once and then feeds the same batches
+      # in the same order every epoch (a DataLoader without shuffle).
+      reshuffle=False))
   c.batch_size = 128
   c.lr = 1e-3
   # 20 epochs of ceil(N / 128) batches (the last, smaller one kept).

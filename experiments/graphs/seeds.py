@@ -11,6 +11,11 @@ TU sets a Weisfeiler-Lehman kernel SVM).
 
   python -m experiments.graphs.seeds --config experiments/configs/dgi_cora.py --seeds 10
   python -m experiments.graphs.seeds --config experiments/configs/infograph_mutag.py --seeds 5
+
+`--select_epoch_on_test` adds a labelled DIAGNOSTIC (never a result): every
+epoch's embeddings scored on the test folds and the best epoch picked, as
+InfoGraph's reference reports its figure, to measure what that selection is
+worth.
 """
 import argparse
 import functools
@@ -124,40 +129,52 @@ def embed_dataset(graphdef, params, rest, dataset, budget, batch_size):
 
 def infograph_fit_seeds(dataset, seeds: Sequence[int], *, hidden: int = 32,
               num_layers: int = 5, batch_size: int = 128, epochs: int = 20,
-              learning_rate: float = 1e-3, log_every: int = 0):
+              learning_rate: float = 1e-3, log_every: int = 0,
+              reshuffle: bool = False, every_epoch: bool = False):
   """Trains InfoGraph for every seed at once (vmapped), `epochs` full epochs.
 
   Seed s initialises its model with key(s) and visits the graphs in its own
-  order (`GraphBatchIterator(seed=s)`, last smaller batch kept, as the
-  reference's shuffled DataLoader); all seeds share one padded budget.
+  order (`GraphBatchIterator(seed=s)`, last smaller batch kept); with
+  `reshuffle=False` (the reference: one shuffle, then a DataLoader without
+  shuffling) every epoch repeats the same batches in the same order. All
+  seeds share one padded budget.
   Returns {"embeddings": [S, G, D] after the last epoch (fixed in advance),
-  "init_embeddings": [S, G, D] at initialisation, "losses": [T, S]}.
+  "init_embeddings": [S, G, D] at initialisation, "losses": [T, S]}, and
+  with `every_epoch` also "epoch_embeddings": [epochs + 1, S, G, D] after
+  epochs 0 (= init), 1, ..., `epochs` (for the test-fold-selection
+  diagnostic only).
   """
   tx = optax.adam(learning_rate)
   keys_S = jnp.stack([jax.random.key(int(s)) for s in seeds])
   graphdef, states = init_train_states(
       lambda k: infograph.InfoGraphModel(dataset.num_features, hidden, num_layers,
                                rngs=nnx.Rngs(k)), tx, keys_S)
-  iters = [graphs.GraphBatchIterator(dataset, batch_size, seed=int(s))
-           for s in seeds]
+  iters = [graphs.GraphBatchIterator(dataset, batch_size, seed=int(s),
+                                     reshuffle=reshuffle) for s in seeds]
   budget = iters[0].budget
   init_emb = embed_dataset(graphdef, states.params, states.rest, dataset,
                            budget, batch_size)
   step = jax.jit(vmap_over_seeds(make_train_step(graphdef, tx, infograph.infograph_loss),
                                  batch_axis=0), donate_argnums=0)
-  losses = []
-  for t in range(epochs * iters[0].steps_per_epoch):
+  losses, per_epoch = [], [init_emb]
+  steps_per_epoch = iters[0].steps_per_epoch
+  for t in range(epochs * steps_per_epoch):
     batch = jax.tree.map(lambda *xs: np.stack(xs), *[next(it) for it in iters])
     step_keys = jax.vmap(lambda k: jax.random.fold_in(k, t))(keys_S)
     states, metrics = step(states, batch, step_keys)
     losses.append(np.asarray(metrics["loss"]))
     if log_every and t % log_every == 0:
       print(f"step {t} loss {losses[-1].round(4).tolist()}", flush=True)
-  return {
-      "embeddings": embed_dataset(graphdef, states.params, states.rest,
-                                  dataset, budget, batch_size),
-      "init_embeddings": init_emb, "losses": np.stack(losses),
-  }
+    last = t + 1 == epochs * steps_per_epoch   # embedded below in any case
+    if every_epoch and (t + 1) % steps_per_epoch == 0 and not last:
+      per_epoch.append(embed_dataset(graphdef, states.params, states.rest,
+                                     dataset, budget, batch_size))
+  out = {"embeddings": embed_dataset(graphdef, states.params, states.rest,
+                                     dataset, budget, batch_size),
+         "init_embeddings": init_emb, "losses": np.stack(losses)}
+  if every_epoch:
+    out["epoch_embeddings"] = np.stack(per_epoch[:epochs] + [out["embeddings"]])
+  return out
 
 
 def _mean_std(values):
@@ -213,12 +230,16 @@ def kernel_baselines(config, ds):
   return res
 
 
-def run_infograph(config, seeds, save_embeddings=None, baseline_seeds=None):
+def run_infograph(config, seeds, save_embeddings=None, baseline_seeds=None,
+                  diagnose=None, diag_seeds=None):
   """InfoGraph on a TU set: every seed, then the 10-fold SVM; WL and
   tag+degree-histogram baselines through the same protocol.
 
   `baseline_seeds`: score the random-init encoder of the first this many
   seeds only (None: all), to save SVM time on the large sets.
+  `diagnose` ("provided", "random" or "both"): also keep every epoch's
+  embeddings and run `diagnose_test_fold_selection` on the first
+  `diag_seeds` seeds (a labelled diagnostic, not a result).
   """
   c = config.infograph
   ds = graphs.load_tu(c.dataset, datasets_dir=config.get("datasets_dir") or None)
@@ -227,15 +248,20 @@ def run_infograph(config, seeds, save_embeddings=None, baseline_seeds=None):
   out = infograph_fit_seeds(ds, seeds, hidden=c.hidden,
                             num_layers=c.num_layers,
                             batch_size=config.batch_size, epochs=c.epochs,
-                            learning_rate=config.lr)
+                            learning_rate=config.lr, reshuffle=c.reshuffle,
+                            every_epoch=bool(diagnose))
   res["train_s"] = time.time() - t0
   if save_embeddings:
-    np.savez(save_embeddings, embeddings=out["embeddings"],
-             init_embeddings=out["init_embeddings"], losses=out["losses"])
+    np.savez(save_embeddings, **out)
   t0 = time.time()
   res.update(score_embeddings(config, ds, out, baseline_seeds))
   res["svm_s"] = time.time() - t0
   res["total_s"] = res["baselines_s"] + res["train_s"] + res["svm_s"]
+  if diagnose:
+    res["diagnostic"] = diagnose_test_fold_selection(
+        config, ds, out["epoch_embeddings"][:, :diag_seeds],
+        seeds[:diag_seeds], diagnose)
+    res["total_s"] += res["diagnostic"]["diag_s"]
   return res
 
 
@@ -254,17 +280,85 @@ def score_embeddings(config, ds, out, baseline_seeds=None, gamma=None):
   return res
 
 
+def select_on_test(acc_ExS):
+  """Summaries of a [epochs + 1, seeds] table of 10-fold mean accuracies.
+
+  DIAGNOSTIC ONLY: every summary but "fixed" picks an epoch by the test
+  folds' accuracy, as InfoGraph's reference reports its result (the maximum
+  over its evaluations after epochs 0, 1, ..., 20), so it is biased upwards
+  and is never our result.
+    fixed:         acc[-1, s] (the last epoch, fixed in advance: the protocol)
+    best_per_seed: max_e acc[e, s], each seed at its own best epoch
+    best_mean:     acc[e*, s] with e* = argmax_e mean_s acc[e, s]
+  Each as {"mean", "std", "values"} over seeds (+ the chosen epochs).
+  """
+  acc = np.asarray(acc_ExS, np.float64)
+  e_star = int(np.argmax(acc.mean(axis=1)))
+  return {"fixed": _mean_std(acc[-1]),
+          "best_per_seed": {**_mean_std(acc.max(axis=0)),
+                            "epochs": np.argmax(acc, axis=0).tolist()},
+          "best_mean": {**_mean_std(acc[e_star]), "epoch": e_star}}
+
+
+def random_stratified_folds(labels_G, seed: int, k: int = 10):
+  """k fresh stratified folds (shuffled with `seed`): the reference's
+  `svc_classify` draws new ones (random_state=None) at every evaluation."""
+  from sklearn.model_selection import StratifiedKFold  # pylint: disable=g-import-not-at-top
+  kf = StratifiedKFold(k, shuffle=True, random_state=seed)
+  return list(kf.split(np.zeros(len(labels_G)), labels_G))
+
+
+def diagnose_test_fold_selection(config, ds, epoch_emb, seeds, folds="both"):
+  """DIAGNOSTIC: the reference's reporting applied to our runs, never a result.
+
+  Scores the embeddings of every epoch 0..E and seed ([E + 1, S, G, D]) with
+  the protocol's SVM (gamma, C grid, inner CV) on the provided folds
+  ("provided": isolates the epoch choice) and/or on fresh stratified folds
+  drawn per evaluation ("random", seeded by (seed, epoch): the reference's
+  evaluation, whose fold noise the maximum also picks up), then summarises
+  with `select_on_test`.
+  """
+  svm = dict(Cs=tuple(config.svm.Cs), inner_folds=config.svm.inner_folds,
+             gamma=config.svm.gamma, kernel=config.infograph.svm_kernel)
+  kinds = ("provided", "random") if folds == "both" else (folds,)
+  out = {"note": "DIAGNOSTIC: epoch selected on the test folds (the "
+                 "reference's reporting); not a result of this project"}
+  t0 = time.time()
+  for kind in kinds:
+    acc = np.zeros(epoch_emb.shape[:2])
+    for e in range(epoch_emb.shape[0]):
+      for j, s in enumerate(seeds):
+        fk = (ds.folds if kind == "provided" else
+              random_stratified_folds(ds.labels, seed=1000 * int(s) + e))
+        acc[e, j] = svm_kfold(epoch_emb[e, j], ds.labels, fk, **svm)["mean"]
+    out[kind] = {"acc_epoch_x_seed": acc.tolist(), **select_on_test(acc)}
+  out["diag_s"] = time.time() - t0
+  return out
+
+
 def rescore_infograph(config, path, gamma, baseline_seeds=None,
-                      with_baselines=False):
+                      with_baselines=False, seeds=None, diagnose=None,
+                      diag_seeds=None):
   """Re-scores embeddings saved by `--save_embeddings` (with another gamma),
-  and with `with_baselines` the WL / histogram baselines too."""
+  with `with_baselines` the WL / histogram baselines too, and with
+  `diagnose` the test-fold-selection diagnostic (files saved from a run with
+  `--select_epoch_on_test`)."""
   ds = graphs.load_tu(config.infograph.dataset,
                       datasets_dir=config.get("datasets_dir") or None)
   res = kernel_baselines(config, ds) if with_baselines else {}
   t0 = time.time()
   with np.load(path, allow_pickle=False) as saved:
-    res.update(score_embeddings(config, ds, dict(saved), baseline_seeds, gamma))
+    saved = dict(saved)
+  res.update(score_embeddings(config, ds, saved, baseline_seeds, gamma))
   res["svm_s"] = res["total_s"] = res["train_s"] = time.time() - t0
+  if diagnose:
+    if "epoch_embeddings" not in saved:
+      raise ValueError(f"{path} has no epoch_embeddings: save it from a run "
+                       "with --select_epoch_on_test.")
+    res["diagnostic"] = diagnose_test_fold_selection(
+        config, ds, saved["epoch_embeddings"][:, :diag_seeds],
+        seeds[:diag_seeds], diagnose)
+    res["total_s"] += res["diagnostic"]["diag_s"]
   return res
 
 
@@ -287,6 +381,15 @@ def main(argv=None):
   parser.add_argument("--baseline_seeds", type=int, default=None,
                       help="InfoGraph: random-init baseline of the first K "
                       "seeds only (default: every seed)")
+  parser.add_argument("--select_epoch_on_test", default=None,
+                      choices=("provided", "random", "both"),
+                      help="InfoGraph DIAGNOSTIC, never a result: also score "
+                      "every epoch's embeddings and report the best epoch "
+                      "chosen on the test folds (the reference's reporting), "
+                      "on the provided folds, on fresh random folds per "
+                      "evaluation (the reference's), or both")
+  parser.add_argument("--diag_seeds", type=int, default=None,
+                      help="the diagnostic on the first K seeds only")
   args = parser.parse_args(argv)
   config = load_config(args.config)
   if args.rescore:  # the seeds are those saved in the file
@@ -300,10 +403,12 @@ def main(argv=None):
     if gamma not in (None, "auto", "scale"):
       gamma = float(gamma)
     out = rescore_infograph(config, args.rescore, gamma, args.baseline_seeds,
-                            args.with_baselines)
+                            args.with_baselines, seeds,
+                            args.select_epoch_on_test, args.diag_seeds)
   else:
     out = run_infograph(config, seeds, args.save_embeddings,
-                        args.baseline_seeds)
+                        args.baseline_seeds, args.select_epoch_on_test,
+                        args.diag_seeds)
   res = {"config": args.config, "seeds": seeds, **out}
   line = lambda k: f"{100 * res[k]['mean']:.2f} +- {100 * res[k]['std']:.2f}"  # noqa: E731
   print(f"{args.config}  seeds {seeds[0]}..{seeds[-1]}")
@@ -315,6 +420,14 @@ def main(argv=None):
     if key in res:
       print(f"  {name}  {100 * res[key]['mean']:.2f} +- "
             f"{100 * res[key]['std']:.2f} (over folds)")
+  for kind in ("provided", "random"):
+    d = res.get("diagnostic", {}).get(kind)
+    if d:
+      print(f"  DIAGNOSTIC, epoch picked on the test folds ({kind} folds; "
+            "not a result):")
+      for k in ("fixed", "best_per_seed", "best_mean"):
+        print(f"    {k:14s} {100 * d[k]['mean']:.2f} +- {100 * d[k]['std']:.2f}"
+              f"  {d[k].get('epochs', d[k].get('epoch', 'last'))}")
   print(f"  wall {res['total_s']:.0f} s (train {res['train_s']:.0f} s)")
   if args.out:
     with open(args.out, "w") as f:

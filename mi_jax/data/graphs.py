@@ -321,16 +321,21 @@ class GraphBatchIterator:
 
   Epoch e visits the graphs in `np.random.default_rng((seed, e))` order
   (`mi_jax.data.BatchIterator` over graph ids) and pads each batch of
-  `batch_size` graphs to `budget`. With `drop_remainder=False` (InfoGraph's
-  DataLoader) the last, smaller batch of an epoch is padded like the others.
-  `get_state()` / `set_state()` are the index iterator's `{seed, epoch,
-  batch}`.
+  `batch_size` graphs to `budget`. With `reshuffle=False` every epoch repeats
+  epoch 0's order, i.e. the same batches in the same order: InfoGraph's
+  reference shuffles the data set once (`TUDataset(...).shuffle()`) and then
+  iterates a `DataLoader` without shuffling. With `drop_remainder=False`
+  (InfoGraph's DataLoader) the last, smaller batch of an epoch is padded like
+  the others. `get_state()` / `set_state()` are the index iterator's `{seed,
+  epoch, batch}`.
   """
 
   def __init__(self, dataset: TUDataset, batch_size: int, *, seed: int,
                budget: Optional[Budget] = None, drop_remainder: bool = False,
-               num_epochs: Optional[int] = None, multiple: int = 8):
+               num_epochs: Optional[int] = None, multiple: int = 8,
+               reshuffle: bool = True):
     self.dataset = dataset
+    self.reshuffle = reshuffle
     self.budget = budget or budget_for(dataset, batch_size, multiple=multiple)
     self._ids = BatchIterator(
         {"id": np.arange(dataset.num_graphs)}, batch_size, seed=seed,
@@ -351,7 +356,11 @@ class GraphBatchIterator:
     return self
 
   def __next__(self):
-    return pad_graphs(self.dataset, next(self._ids)["id"], self.budget)
+    batch = self._ids.get_state()["batch"]
+    ids = next(self._ids)["id"]   # advances the position (epoch e's order)
+    if not self.reshuffle:
+      ids = self._ids.local_indices(0, batch)
+    return pad_graphs(self.dataset, ids, self.budget)
 
 
 def describe(dataset: TUDataset) -> dict:

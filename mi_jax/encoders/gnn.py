@@ -151,20 +151,25 @@ class MaskedBatchNorm(nnx.Module):
   """Batch norm over the real rows only (`mask_N`), running stats as nnx.BatchStat.
 
   Train mode: y = (x - mu) / sqrt(var + eps) * scale + bias with mu, var the
-  (biased) moments of the masked rows; running stats move by
+  (biased) moments of the n masked rows; running stats move by
   `momentum * old + (1 - momentum) * new` (PyTorch's default 0.1 update is
-  momentum = 0.9). Eval mode (`use_running_average=True`) uses the running
-  stats. Padded rows neither enter the statistics nor change any real output.
+  momentum = 0.9), where the new variance is the unbiased var * n / (n - 1)
+  as in PyTorch's `BatchNorm1d` (InfoGraph's reference), with
+  `unbiased_running_var=False` the biased one (Flax's `BatchNorm`). Eval mode
+  (`use_running_average=True`) uses the running stats. Padded rows neither
+  enter the statistics nor change any real output.
   """
 
   def __init__(self, dim: int, *, momentum: float = 0.9, epsilon: float = 1e-5,
-               use_running_average: bool = False):
+               use_running_average: bool = False,
+               unbiased_running_var: bool = True):
     self.scale = nnx.Param(jnp.ones((dim,), jnp.float32))
     self.bias = nnx.Param(jnp.zeros((dim,), jnp.float32))
     self.mean = nnx.BatchStat(jnp.zeros((dim,), jnp.float32))
     self.var = nnx.BatchStat(jnp.ones((dim,), jnp.float32))
     self.momentum, self.epsilon = momentum, epsilon
     self.use_running_average = use_running_average
+    self.unbiased_running_var = unbiased_running_var
 
   def __call__(self, x_NxD, mask_N):
     if self.use_running_average:
@@ -176,8 +181,10 @@ class MaskedBatchNorm(nnx.Module):
       mean_D = jnp.sum(w_N[:, None] * xf_NxD, axis=0) / count
       var_D = jnp.sum(w_N[:, None] * (xf_NxD - mean_D) ** 2, axis=0) / count
       m = self.momentum
+      run_var_D = (var_D * count / jnp.maximum(count - 1, 1.0)
+                   if self.unbiased_running_var else var_D)
       self.mean[...] = m * self.mean[...] + (1 - m) * mean_D
-      self.var[...] = m * self.var[...] + (1 - m) * var_D
+      self.var[...] = m * self.var[...] + (1 - m) * run_var_D
     y = (x_NxD - mean_D) * jax.lax.rsqrt(var_D + self.epsilon)
     return (y * self.scale[...] + self.bias[...]).astype(x_NxD.dtype)
 

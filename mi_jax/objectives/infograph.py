@@ -119,8 +119,9 @@ def raw_histogram(num_tags: int, max_degree: int = 32):
 def build(config, *, seed: int) -> Method:
   """The engine plug-in: InfoGraph on one TU set (`config.infograph`).
 
-  Training batches: `GraphBatchIterator` (seeded epoch order, padded to one
-  static budget). Run `config.steps` = epochs x batches per epoch (fixed in
+  Training batches: `GraphBatchIterator` (seeded order, padded to one static
+  budget; with `config.infograph.reshuffle` False, as the reference, the
+  same batches every epoch). Run `config.steps` = epochs x batches per epoch (fixed in
   advance). Evaluation (`"svm_kfold"` protocol, config node `svm`): the graph
   embeddings of every graph, an SVM per provided fold with C from an inner
   CV on the training fold, beside the tag+degree-histogram raw baseline, the
@@ -138,7 +139,8 @@ def build(config, *, seed: int) -> Method:
       raise ValueError("InfoGraph's padded graph batches run on one host "
                        f"(got {count} processes); shard over devices instead.")
     return graphs.GraphBatchIterator(ds, config.batch_size, seed=seed,
-                                     budget=budget)
+                                     budget=budget,
+                                     reshuffle=c.get("reshuffle", True))
 
   def init_model(s):
     return InfoGraphModel(ds.num_features, c.hidden, c.num_layers,
