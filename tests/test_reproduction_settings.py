@@ -236,3 +236,40 @@ def test_training_split_bound_beside_held_out_bound():
   rows = common.run_program("t", program, {"train": split, "test": other},
                             settings, verbose=False)
   assert abs(rows[-1]["mi_trainsplit"] - rows[-1]["mi_test"]) > 1e-4
+
+
+def test_exact_probe_every_skips_only_the_exact_probe():
+  """`exact_probe_every`: the exact probe at step 0, its multiples and the
+  last step; saga at every evaluation; training and the other metrics are
+  those of a run with the exact probe everywhere."""
+  rng = np.random.default_rng(1)
+  split = {"image": rng.uniform(size=(64, 28, 28, 1)).astype(np.float32),
+           "label": np.tile(np.arange(4), 16).astype(np.int32)}
+  data = {"train": split, "test": split}
+
+  def enc(rngs):
+    return encoders.MLP(392, hidden=(8,), out_dim=8, rngs=rngs)
+
+  def run(every):
+    settings = common.Settings(steps=6, seeds=2, eval_every=2, batch_size=16,
+                               lr=1e-2, variant="fixed",
+                               exact_probe_every=every)
+    program = common.multiview_program(
+        enc, enc, common.bilinear_critic(8, settings), "infonce", settings)
+    return common.run_program("t", program, data, settings, verbose=False)
+
+  sparse, dense = run(4), run(None)
+  assert [r["step"] for r in sparse] == [0, 0, 2, 2, 4, 4, 6, 6]
+  assert [r["step"] for r in sparse if "accuracy" in r] == [0, 0, 4, 4, 6, 6]
+  assert all("accuracy" in r for r in dense)
+  for rs, rd in zip(sparse, dense):
+    for k in ("mi_test", "mi_trainsplit", "accuracy_saga"):
+      assert rs[k] == rd[k], k
+    if "accuracy" in rs:
+      assert rs["accuracy"] == rd["accuracy"]
+  steps, mu, _ = common.curves(sparse, "accuracy")
+  np.testing.assert_array_equal(steps, [0, 4, 6])
+  assert np.isfinite(mu).all()
+  assert common.failed_seeds(sparse) == []
+  table = common.summary_table({"t": sparse}, ["accuracy", "accuracy_saga"])
+  assert "nan" not in table
