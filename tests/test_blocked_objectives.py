@@ -18,6 +18,8 @@ from mi_jax.encoders.dim_conv import DIMConvEncoder
 from mi_jax.objectives import dim
 from mi_jax.training import init_train_state, make_train_step, sharding
 
+import tiny_models  # tests/tiny_models.py
+
 
 def _grads(use_blocked, m):
   if use_blocked:
@@ -107,9 +109,5 @@ def test_dim_blocked_local_term_equals_dense_in_the_sharded_step():
   for k in ("loss", "mi_local", "grad_norm"):
     np.testing.assert_allclose(blk_m[k], dense_m[k], rtol=1e-5, atol=1e-6,
                                err_msg=k)
-  for a, b in zip(jax.tree.leaves(blk_state.params),
-                  jax.tree.leaves(dense_state.params)):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-  for a, b in zip(jax.tree.leaves(blk_state.rest),  # BatchNorm statistics
-                  jax.tree.leaves(dense_state.rest)):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  tiny_models.assert_states_close(blk_state, dense_state, rtol=1e-5,
+                                  atol=1e-6)

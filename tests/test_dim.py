@@ -10,6 +10,8 @@ from flax import nnx
 from mi_jax.encoders.dim_conv import DIMConvEncoder, dim_conv32, dim_conv64
 from mi_jax.objectives import dim
 
+import tiny_models  # tests/tiny_models.py
+
 
 def _tiny_encoder(seed=0, image_size=16, in_channels=1):
   return DIMConvEncoder(in_channels=in_channels, channels=(8, 16, 16),
@@ -469,9 +471,4 @@ def test_sharded_step_matches_single_device():
   for k in ("loss", "mi_local", "mi_global", "prior_d"):
     np.testing.assert_allclose(sh_metrics[k], one_metrics[k], rtol=1e-4,
                                atol=1e-5, err_msg=k)
-  for a, b in zip(jax.tree.leaves(sh_state.params),
-                  jax.tree.leaves(one_state.params)):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-  for a, b in zip(jax.tree.leaves(sh_state.rest),  # BatchNorm statistics
-                  jax.tree.leaves(one_state.rest)):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+  tiny_models.assert_states_close(sh_state, one_state, rtol=1e-4, atol=1e-5)

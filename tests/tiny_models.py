@@ -1,4 +1,5 @@
-"""A tiny multiview model shared by the sharding and multi-host tests.
+"""A tiny multiview model shared by the sharding and multi-host tests, and
+`assert_states_close` for comparing train states.
 
 Encoders are Linear -> BatchNorm -> ReLU -> Linear (BatchNorm makes the mix of
 examples in a batch matter, so sharding mistakes show); the critic is the
@@ -30,3 +31,12 @@ def tiny_multiview_model(din=16, dout=8, seed=0):
   return multiview.MultiviewModel(
       BNEncoder(din, dout, rngs=rngs), BNEncoder(din, dout, rngs=rngs),
       critics.Bilinear(dout, dout, rngs=rngs))
+
+
+def assert_states_close(state_a, state_b, *, rtol, atol):
+  """Parameters and `rest` (e.g. BatchNorm statistics) of two train states agree."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  for part in ("params", "rest"):
+    for a, b in zip(jax.tree.leaves(getattr(state_a, part)),
+                    jax.tree.leaves(getattr(state_b, part)), strict=True):
+      np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=part)
