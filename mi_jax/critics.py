@@ -3,10 +3,11 @@
 `critic(za_BxDa, zb_CxDb) -> scores_BxC` (float32), `scores[i, j] = f(a_i, b_j)`,
 the input of every bound in `mi_jax.bounds`. Families (Poole et al. 2019;
 Tschannen et al. 2020): bilinear a^T W b, separable g(a)^T h(b), inner product
-(optionally cosine / temperature), and a concat MLP f([a; b]) evaluated on all
-B x C pairs at once.
+(optionally cosine / temperature), a concat MLP f([a; b]) evaluated on all
+B x C pairs at once, and a low-rank quadratic form (the log density ratio of
+a Gaussian pair).
 
-The first three are factorised: `critic.factors(za, zb) -> (ua_BxK, ub_CxK)`
+All but the concat MLP are factorised: `critic.factors(za, zb) -> (ua_BxK, ub_CxK)`
 with `scores = ua @ ub.T`, which the memory-linear bounds in
 `mi_jax.bounds.blocked` take instead of the [B, C] matrix. The concat MLP has
 no such factorisation (`factors` raises).
@@ -19,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-NAMES = ("bilinear", "separable", "inner_product", "concat")
+NAMES = ("bilinear", "separable", "inner_product", "concat", "quadratic")
 _ALIASES = {"concat_mlp": "concat", "mlp": "concat", "innerproduct": "inner_product"}
 
 
@@ -201,8 +202,59 @@ class ConcatMLP(nnx.Module):
     return self._head(ha_BxH[:, None, :] + hb_CxH[cols_BxM])
 
 
+class Quadratic(nnx.Module):
+  """Low-rank quadratic critic (a Gaussian log density ratio, exactly).
+
+  u = a P, v = b Q (projections to `rank` dims), and
+
+    f(a, b) = sum_k w_k u_k v_k + d_k u_k^2 + c_k v_k^2 + e_k u_k + g_k v_k.
+
+  For jointly Gaussian (a, b) the log density ratio log p(a, b) / p(a) p(b)
+  is, up to a constant, of this form with P, Q the canonical (CCA)
+  directions and rank = the number of non-zero canonical correlations
+  (Hotelling 1936): in canonical coordinates it is
+  sum_k [rho_k u_k v_k - rho_k^2 (u_k^2 + v_k^2) / 2] / (1 - rho_k^2).
+  After a per-coordinate Gaussianization this covers every Gaussian-copula
+  dependence, with rank (Da + Db + 5) parameters. Factorised (`factors`):
+  ua = [u w, sum_k d_k u_k^2 + e_k u_k, 1], ub = [v, 1, sum_k c_k v_k^2 +
+  g_k v_k]. P and Q start as N(0, 1/D), the coefficients w, c, d, e, g at 0.
+  """
+
+  def __init__(self, dim_a: int, dim_b: int, *, rank: int | None = None,
+               rngs: nnx.Rngs):
+    self.dim_a, self.dim_b = dim_a, dim_b
+    r = min(dim_a, dim_b) if rank is None else int(rank)
+    if r < 1:
+      raise ValueError(f"rank must be >= 1; got {rank!r}.")
+    self.rank = r
+    self.proj_a = nnx.Param(nnx.initializers.normal(dim_a ** -0.5)(
+        rngs.params(), (dim_a, r), jnp.float32))
+    self.proj_b = nnx.Param(nnx.initializers.normal(dim_b ** -0.5)(
+        rngs.params(), (dim_b, r), jnp.float32))
+    # Rows: cross w, squares of a (d) and b (c), linear in a (e) and b (g).
+    self.coef = nnx.Param(jnp.zeros((5, r), jnp.float32))
+
+  def factors(self, za_BxD, zb_CxD):
+    """(ua [B, r + 2], ub [C, r + 2]) with scores = ua @ ub.T."""
+    _check_inputs("Quadratic", za_BxD, zb_CxD, self.dim_a, self.dim_b)
+    w, d, c, e, g = self.coef[...]
+    u_BxR = za_BxD.astype(jnp.float32) @ self.proj_a[...]
+    v_CxR = zb_CxD.astype(jnp.float32) @ self.proj_b[...]
+    qa_B = (u_BxR * u_BxR) @ d + u_BxR @ e
+    qb_C = (v_CxR * v_CxR) @ c + v_CxR @ g
+    ones = lambda n: jnp.ones((n, 1), jnp.float32)
+    ua = jnp.concatenate([u_BxR * w, qa_B[:, None], ones(len(qa_B))], -1)
+    ub = jnp.concatenate([v_CxR, ones(len(qb_C)), qb_C[:, None]], -1)
+    return ua, ub
+
+  def __call__(self, za_BxD, zb_CxD):
+    ua_BxK, ub_CxK = self.factors(za_BxD, zb_CxD)
+    return (ua_BxK @ ub_CxK.T).astype(jnp.float32)
+
+
 def make(name: str, dim_a: int, dim_b: int, *, rngs: nnx.Rngs, **kwargs):
-  """Builds a critic by name: "bilinear", "separable", "inner_product", "concat".
+  """Builds a critic by name: "bilinear", "separable", "inner_product", "concat",
+  "quadratic".
 
   ("concat_mlp" is accepted for "concat"; `out` for `out_dim` and
   `hidden_dims` for `hidden`.) Keyword arguments go to the constructor.
@@ -223,6 +275,8 @@ def make(name: str, dim_a: int, dim_b: int, *, rngs: nnx.Rngs, **kwargs):
     return InnerProduct(**kwargs)
   if key == "concat":
     return ConcatMLP(dim_a, dim_b, rngs=rngs, **kwargs)
+  if key == "quadratic":
+    return Quadratic(dim_a, dim_b, rngs=rngs, **kwargs)
   raise ValueError(f"Unknown critic {name!r}. Known critics: "
                    f"{', '.join(NAMES)}. Pass one of these names to "
                    "mi_jax.critics.make or build the class directly.")

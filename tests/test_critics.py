@@ -127,4 +127,69 @@ def test_make_errors():
     critic(zb, za)
   assert isinstance(critics.make("concat_mlp", 2, 2, hidden_dims=(4,),
                                  rngs=nnx.Rngs(0)), critics.ConcatMLP)
-  assert critics.NAMES == ("bilinear", "separable", "inner_product", "concat")
+  assert critics.NAMES == ("bilinear", "separable", "inner_product", "concat",
+                           "quadratic")
+  with pytest.raises(ValueError, match="rank"):
+    critics.make("quadratic", 2, 2, rank=0, rngs=nnx.Rngs(0))
+
+
+def _random_quadratic(rank, seed=0):
+  critic = critics.make("quadratic", DA, DB, rank=rank, rngs=nnx.Rngs(seed))
+  critic.coef[...] = jnp.asarray(
+      np.random.RandomState(seed + 1).normal(size=(5, rank)), jnp.float32)
+  return critic
+
+
+def test_quadratic_matches_a_hand_computation():
+  """f(a, b) = sum_k w_k u_k v_k + d_k u_k^2 + c_k v_k^2 + e_k u_k + g_k v_k,
+  u = a P, v = b Q, in float64 NumPy; factors give the same scores."""
+  za, zb = inputs(5)
+  critic = _random_quadratic(2)
+  p = np.asarray(critic.proj_a[...], np.float64)
+  q = np.asarray(critic.proj_b[...], np.float64)
+  w, d, c, e, g = np.asarray(critic.coef[...], np.float64)
+  want = np.empty((B, C))
+  for i in range(B):
+    for j in range(C):
+      u, v = za[i].astype(np.float64) @ p, zb[j].astype(np.float64) @ q
+      want[i, j] = np.sum(w * u * v + d * u**2 + c * v**2 + e * u + g * v)
+  got = jit_call(critic, jnp.asarray(za), jnp.asarray(zb))
+  assert got.shape == (B, C) and got.dtype == jnp.float32
+  np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-4)
+  ua, ub = critic.factors(jnp.asarray(za), jnp.asarray(zb))
+  np.testing.assert_allclose(np.asarray(ua @ ub.T), want, rtol=1e-4,
+                             atol=1e-4)
+  # Coefficients start at zero: every score 0.
+  fresh = critics.make("quadratic", DA, DB, rngs=nnx.Rngs(0))
+  assert fresh.rank == min(DA, DB)
+  assert np.all(np.asarray(fresh(jnp.asarray(za), jnp.asarray(zb))) == 0)
+
+
+def test_quadratic_represents_a_gaussian_log_density_ratio():
+  """With P, Q the canonical directions and w = rho / (1 - rho^2),
+  c = d = -rho^2 / (2 (1 - rho^2)), the scores equal log p(a, b) / p(a)p(b)
+  of a Gaussian pair up to its constant -1/2 log det cov (float64)."""
+  rho = np.array([0.8, -0.5])
+  cov = np.eye(DA + DB)
+  for k, r in enumerate(rho):  # a_k ~ b_{k+1}
+    cov[k, DA + k + 1] = cov[DA + k + 1, k] = r
+  critic = critics.make("quadratic", DA, DB, rank=2, rngs=nnx.Rngs(0))
+  p, q = np.zeros((DA, 2)), np.zeros((DB, 2))
+  p[[0, 1], [0, 1]] = 1.0
+  q[[1, 2], [0, 1]] = 1.0
+  sq = -rho**2 / (2 * (1 - rho**2))
+  critic.proj_a[...] = jnp.asarray(p, jnp.float32)
+  critic.proj_b[...] = jnp.asarray(q, jnp.float32)
+  critic.coef[...] = jnp.asarray(np.stack(
+      [rho / (1 - rho**2), sq, sq, 0 * rho, 0 * rho]), jnp.float32)
+  za, zb = inputs(6)
+  got = np.asarray(jit_call(critic, jnp.asarray(za), jnp.asarray(zb)),
+                   np.float64)
+  prec = np.linalg.inv(cov)
+  z = np.concatenate([np.repeat(za, C, 0), np.tile(zb, (B, 1))], 1)
+  log_ratio = (-0.5 * np.einsum("nd,de,ne->n", z, prec - np.eye(DA + DB), z)
+               ).reshape(B, C)  # marginals are N(0, I): their terms cancel
+  # log p(a, b) / p(a) p(b) = -1/2 log det cov - 1/2 z^T (cov^-1 - I) z:
+  # the scores are the second term exactly.
+  np.testing.assert_allclose(got, log_ratio, atol=1e-4)
+  assert np.std(log_ratio) > 0.1  # not a trivial comparison

@@ -237,12 +237,17 @@ def _zero_output_layer(critic):
 # "weight_decay" overrides estimate()'s. concat: 64-unit critics on (x, y)
 # with and without weight decay (it curbs overfitting on sparse dependence
 # but caps large scores, i.e. high MI), and on ([x, x^2], [y, y^2])
-# (Student-t dependence is through |x|^2, |y|^2): together about 1.6 times
-# the CPU time of one 128-unit critic (docs/estimation.md, Speed).
+# (Student-t dependence is through |x|^2, |y|^2), trained as one program;
+# and a low-rank quadratic critic without weight decay (its own, small
+# program; "critic" overrides the name for one candidate), of rank = the
+# canonical correlations above the noise edge (`_noise_edge_rank`): the
+# log density ratio of a Gaussian copula exactly, with few parameters (the
+# MLPs overfit a sparse 25+25-d Gaussian; docs/estimation.md).
 DEFAULT_CRITIC_OPTIONS = {
     "separable": {"hidden": (128,), "out_dim": 32},
     "concat": ({"hidden": (64,)}, {"hidden": (64,), "square_features": True},
-               {"hidden": (64,), "weight_decay": 0.0}),
+               {"hidden": (64,), "weight_decay": 0.0},
+               {"critic": "quadratic", "rank": "auto", "weight_decay": 0.0}),
     "concat+separable": {"hidden": (128,)},
 }
 # weight_decay=None: AdamW's decoupled weight decay per critic (else 0).
@@ -281,6 +286,7 @@ def _row_chunked_scores(model, x_NxDx, y_MxDy, rows):
 class _Fit(NamedTuple):
   """One trained candidate of `estimate` (see `_train_group`)."""
   compiled: Any
+  critic: str
   options: dict
   index: int
   best_state: Any
@@ -536,6 +542,27 @@ def _canonical(x_NxDx, y_NxDy, train_idx, floor=1e-6):
   return (x_NxDx - mx) @ wx, (y_NxDy - my) @ wy
 
 
+def _noise_edge_rank(x_NxDx, y_NxDy, max_rank=None):
+  """Canonical correlations of (x, y) above the noise edge: a rank for the
+  quadratic critic, from the rows given (the training rows).
+
+  Under independence the squared sample canonical correlations of n rows of
+  p- and q-dimensional data fill [0, l+] with l+ = (sqrt(a (1 - b)) +
+  sqrt(b (1 - a)))^2, a = p / n, b = q / n (Wachter 1980); the count above
+  l+, between 1 and min(p, q, max_rank).
+  """
+  n = len(x_NxDx)
+  idx = np.arange(n)
+  mx, wx, my, wy = _canonical_maps(x_NxDx, y_NxDy, idx)
+  r = min(x_NxDx.shape[1], y_NxDy.shape[1])
+  rho_R = np.mean(((x_NxDx - mx) @ wx)[:, :r] * ((y_NxDy - my) @ wy)[:, :r],
+                  axis=0)
+  a, b = x_NxDx.shape[1] / n, y_NxDy.shape[1] / n
+  edge = (math.sqrt(a * max(1 - b, 0)) + math.sqrt(b * max(1 - a, 0))) ** 2
+  top = r if max_rank is None else min(r, max_rank)
+  return int(np.clip(np.sum(rho_R ** 2 > edge), 1, top))
+
+
 def _canonical_maps(x_NxDx, y_NxDy, train_idx, floor=1e-6):
   """Invertible linear maps of each side to canonical coordinates (CCA).
 
@@ -653,11 +680,13 @@ def estimate(x, y, *, bound: str = "infonce", critic: str = "concat",
 
   Defaults (chosen on issue 9's benchmark rows, see docs/estimation.md):
   InfoNCE, a concat critic trained with 15 negatives per row (about the cost
-  of a separable critic on all K^2 pairs), three candidates of which the
+  of a separable critic on all K^2 pairs), four candidates of which the
   best on validation is read out (one hidden layer of 64 units on (x, y)
   and on ([x, x^2], [y, y^2]), both with AdamW weight decay 1.0, and on
-  (x, y) without weight decay), gaussianized columns (heavy tails never
-  reach the critic).
+  (x, y) without weight decay; a low-rank quadratic critic, the Gaussian
+  log density ratio's form, of rank = the canonical correlations above
+  the noise edge, without weight decay), gaussianized columns (heavy
+  tails never reach the critic).
 
   Standard error (float64, host): SE^2 = var_M K / (n_t - K), where var_M is
   the variance of the bound over M random size-K test batches and n_t the
@@ -695,7 +724,9 @@ def estimate(x, y, *, bound: str = "infonce", critic: str = "concat",
     bound_options: keyword options of the bound, e.g. {"clip": 5.0} (SMILE).
     critic_options: keyword options of the critic (see mi_jax.critics);
       None: DEFAULT_CRITIC_OPTIONS. {"bilinear_skip": True} adds x^T W y,
-      {"square_features": True} feeds [x, x^2], [y, y^2]. A list of such
+      {"square_features": True} feeds [x, x^2], [y, y^2]; {"critic":
+      "quadratic", "rank": "auto"} trains that candidate with another
+      critic (here the quadratic one, of noise-edge rank). A list of such
       dicts: candidates, each trained (its own batch order; the first
       candidate's batches are those of a single-candidate call), the one
       with the best validation value read out on the test split;
@@ -831,7 +862,12 @@ def estimate(x, y, *, bound: str = "infonce", critic: str = "concat",
     wds = [o.pop("weight_decay", weight_decay) for o in opts]
     gates = [float(bool(o.pop("square_features", False))) for o in opts]
     shared = {**opts[0], **({"square_features": True} if any(gates) else {})}
-    config = (bound, _freeze(bound_options), critic, _freeze(shared),
+    # A candidate's "critic" key overrides the critic name (its own program).
+    name = shared.pop("critic", critic)
+    if name == "quadratic" and shared.get("rank") == "auto":
+      shared["rank"] = _noise_edge_rank(x_NxDx[train_idx].astype(np.float64),
+                                        y_NxDy[train_idx].astype(np.float64))
+    config = (bound, _freeze(bound_options), name, _freeze(shared),
               dim_x, dim_y)
     try:
       hash(config)
@@ -843,7 +879,7 @@ def estimate(x, y, *, bound: str = "infonce", critic: str = "concat",
     state = c.init(seed32, np.full(n_c, lr, np.float32),
                    np.asarray(wds, np.float32), np.asarray(gates, np.float32),
                    ensemble)
-    full_valid = _can_read_full(c.objective, critic, n_valid, shared)
+    full_valid = _can_read_full(c.objective, name, n_valid, shared)
     # Each candidate its own batch order (the first one's is that of a
     # single-candidate call), each member its own.
     batch_rngs = [rng if k == 0 else np.random.default_rng([seed, 2, k])
@@ -905,7 +941,10 @@ def estimate(x, y, *, bound: str = "infonce", critic: str = "concat",
             best_state, now)
       if not active.any():
         break
-    return [_Fit(c, {**candidates[k], "weight_decay": wds[j]}, j, best_state,
+    resolved = {"rank": shared["rank"]} if "rank" in shared else {}
+    return [_Fit(c, name, {**candidates[k], **resolved,
+                           "weight_decay": wds[j]}, j,
+                 best_state,
                  float(best[j]), flags[j], int(done[j]), int(skipped[j]),
                  bool(stopped[j]), np.asarray(curves[j][0], np.int64),
                  np.asarray(curves[j][1], np.float64),
@@ -939,7 +978,7 @@ def estimate(x, y, *, bound: str = "infonce", critic: str = "concat",
   else:
     test_CxM = c.readout(best_state, *test)
     train_CxM = c.readout(best_state, *train_batches)
-    full_test = _can_read_full(objective, critic, n_test, critic_options)
+    full_test = _can_read_full(objective, f.critic, n_test, critic_options)
     mi_C = c.full_readout(best_state, *test_full) if full_test else None
   test_M = np.asarray(test_CxM, np.float64)[j]
   train_M = np.asarray(train_CxM, np.float64)[j]
