@@ -31,8 +31,14 @@ fresh D and the gradient ratio (docs/figures/dim_prior_long.png):
 
   python experiments/dim/prior_curve.py --gammas 10 --seeds 0 --steps 1500 \
       --chunk 50 --fresh_every 5 --tag long --out experiments/dim/results/prior_long
+  python experiments/dim/prior_curve.py --gammas 10 --seeds 1,2 --steps 1500 \
+      --chunk 50 --fresh_every 5 --tag long --out experiments/dim/results/prior_long/seeds12
   python experiments/dim/prior_curve.py --plot experiments/dim/results/prior_long \
-      --long --figure docs/figures/dim_prior_long.png
+      --long --band std --figure docs/figures/dim_prior_long.png
+
+(--plot reads FOLDER/*.json and FOLDER/*/*.json and merges the files of one
+run name along the seed axis, so seeds run in separate processes form one
+curve; the commands of each figure are in docs/dim.md.)
 
   python experiments/dim/prior_curve.py --gammas 0,0.1,1 --steps 400 \
       --tag base --out experiments/dim/results/prior_curve
