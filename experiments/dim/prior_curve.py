@@ -31,8 +31,14 @@ fresh D and the gradient ratio (docs/figures/dim_prior_long.png):
 
   python experiments/dim/prior_curve.py --gammas 10 --seeds 0 --steps 1500 \
       --chunk 50 --fresh_every 5 --tag long --out experiments/dim/results/prior_long
+  python experiments/dim/prior_curve.py --gammas 10 --seeds 1,2 --steps 1500 \
+      --chunk 50 --fresh_every 5 --tag long --out experiments/dim/results/prior_long/seeds12
   python experiments/dim/prior_curve.py --plot experiments/dim/results/prior_long \
-      --long --figure docs/figures/dim_prior_long.png
+      --long --band std --figure docs/figures/dim_prior_long.png
+
+(--plot reads FOLDER/*.json and FOLDER/*/*.json and merges the files of one
+run name along the seed axis, so seeds run in separate processes form one
+curve; the commands of each figure are in docs/dim.md.)
 
   python experiments/dim/prior_curve.py --gammas 0,0.1,1 --steps 400 \
       --tag base --out experiments/dim/results/prior_curve
@@ -210,19 +216,60 @@ def _curve(r, key):
   return np.asarray([c.get(key, nan) for c in r["curves"]], np.float64)
 
 
-def plot(folder, path, curves=None):
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  runs = []  # NAME.json, or NAME.partial.json (a stopped run) when alone
-  for p in sorted(glob.glob(os.path.join(folder, "*.json"))):
+def _load_runs(folder):
+  """Runs of FOLDER/*.json and FOLDER/*/*.json, merged by name over seeds.
+
+  A run's seeds may sit in several files (e.g. seed 0 in FOLDER/long_g1.json,
+  seeds 1, 2 in FOLDER/seeds12/long_g1.json): files with the same `name` are
+  concatenated along the seed axis of every curve (the chunks must agree);
+  `wall_seconds` and the final `cpu_seconds` become per-file lists. A
+  NAME.partial.json (a stopped run) is used only when NAME.json is absent.
+  """
+  by_name = {}
+  paths = sorted(glob.glob(os.path.join(folder, "*.json"))
+                 + glob.glob(os.path.join(folder, "*", "*.json")))
+  for p in paths:
     final = p.replace(".partial.json", ".json")
     if p.endswith(".partial.json") and os.path.exists(final):
       continue
     with open(p) as f:
-      runs.append(json.load(f))
-    if "settings" not in runs[-1]:  # a partial file of the former format
-      runs.pop()
+      r = json.load(f)
+    if "settings" not in r:  # a partial file of the former format
+      continue
+    by_name.setdefault(r["name"], []).append(r)
+  runs = []
+  for name, parts in by_name.items():
+    chunks = min(len(r["curves"]) for r in parts)
+    for r in parts:
+      if (r["chunk"], r["settings"]) != (parts[0]["chunk"], parts[0]["settings"]):
+        raise ValueError(f"{name}: files with different settings or chunks")
+    curves = []
+    for c in range(chunks):
+      keys = sorted({k for r in parts for k in r["curves"][c]})
+      entry = {}
+      for k in keys:
+        vals = []
+        for r in parts:
+          v = r["curves"][c].get(k, [np.nan] * len(r["seeds"]))
+          vals.extend(v if isinstance(v, list) else [v] * len(r["seeds"]))
+        entry[k] = vals
+      curves.append(entry)
+    runs.append({**parts[0], "seeds": [s for r in parts for s in r["seeds"]],
+                 "steps": min(r["steps"] for r in parts), "curves": curves,
+                 "wall_seconds": [r["wall_seconds"] for r in parts],
+                 "cpu_per_file": [r["curves"][-1].get("cpu_seconds") if r["curves"]
+                                  else None for r in parts]})
+  return runs
+
+
+def plot(folder, path, curves=None, band="range"):
+  """Figure PATH of the runs in FOLDER (line: mean over seeds; band: the
+  range over seeds, or mean +- std with band="std"), and a markdown table of
+  the last chunk (mean +- std over seeds, ddof 0)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  runs = _load_runs(folder)
   curves = curves or CURVES
   fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 4.2))
   for r in runs:
@@ -233,9 +280,14 @@ def plot(folder, path, curves=None):
       ok = ~np.all(np.isnan(v), axis=1)
       if not ok.any():
         continue
-      line, = ax.plot(steps[ok], np.nanmean(v[ok], 1), marker=".", label=label)
-      ax.fill_between(steps[ok], np.nanmin(v[ok], 1), np.nanmax(v[ok], 1),
-                      color=line.get_color(), alpha=0.15)
+      mean = np.nanmean(v[ok], 1)
+      if band == "std":
+        lo, hi = mean - np.nanstd(v[ok], 1), mean + np.nanstd(v[ok], 1)
+      else:
+        lo, hi = np.nanmin(v[ok], 1), np.nanmax(v[ok], 1)
+      line, = ax.plot(steps[ok], mean, marker=".",
+                      label=f"{label}, {len(r['seeds'])} seed(s)")
+      ax.fill_between(steps[ok], lo, hi, color=line.get_color(), alpha=0.15)
       ax.set_title(title, fontsize=9)
       ax.set_xlabel("step")
   keys = [key for key, _ in curves]
@@ -251,24 +303,28 @@ def plot(folder, path, curves=None):
   for ax in axes:
     ax.legend(fontsize=7)
   fig.suptitle("DIM(L) on full MNIST, prior term: held-out statistics vs step "
-               "(line: mean, band: range over seeds)", fontsize=10)
+               f"(line: mean, band: {'mean ± std' if band == 'std' else 'range'}"
+               " over seeds)", fontsize=10)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   print(f"wrote {path}")
   keys = ["heldout_marginal_js", "heldout_abs_corr", "heldout_y_norm",
           "heldout_saturated", "heldout_d_acc", "heldout_js",
           "heldout_cotrained_acc", "prior_acc", "grad_ratio"]
-  print("| run | steps | " + " | ".join(keys) + " | wall s | train CPU s |")
-  print("| --- | --- | " + " | ".join("---" for _ in keys) + " | --- | --- |")
+  print("| run | steps | seeds | " + " | ".join(keys) + " | wall s | train CPU s |")
+  print("| --- | --- | --- | " + " | ".join("---" for _ in keys) + " | --- | --- |")
   for r in runs:
     cells = []
     for key in keys:  # the last chunk that has the statistic
       vals = [row for row in _curve(r, key) if not np.all(np.isnan(row))]
       v = np.asarray(vals[-1], np.float64) if vals else None
       cells.append("-" if v is None else f"{v.mean():.3f} ± {v.std():.3f}")
-    cpu = r["curves"][-1].get("cpu_seconds") if r["curves"] else None
-    print(f"| {r['name']} ({r['settings'].get('prior_encoder_loss', 'non_saturating')}) | {r['steps']} | " + " | ".join(cells)
-          + f" | {r['wall_seconds']:.0f} | {'-' if cpu is None else f'{cpu:.0f}'} |")
+    walls = " + ".join(f"{w:.0f}" for w in r["wall_seconds"])
+    cpus = " + ".join("-" if c is None else f"{np.max(c):.0f}"
+                      for c in r["cpu_per_file"])  # per file (one process each)
+    seeds = ",".join(str(s) for s in r["seeds"])
+    print(f"| {r['name']} ({r['settings'].get('prior_encoder_loss', 'non_saturating')}) | {r['steps']} | {seeds} | " + " | ".join(cells)
+          + f" | {walls} | {cpus} |")
 
 
 def main(argv=None):
@@ -293,9 +349,12 @@ def main(argv=None):
   p.add_argument("--figure", default="docs/figures/dim_prior_curve.png")
   p.add_argument("--long", action="store_true",
                  help="with --plot: co-trained vs fresh D and gradient ratio")
+  p.add_argument("--band", default="range", choices=["range", "std"],
+                 help="with --plot: band over seeds")
   args = p.parse_args(argv)
   if args.plot:
-    plot(args.plot, args.figure, LONG_CURVES if args.long else None)
+    plot(args.plot, args.figure, LONG_CURVES if args.long else None,
+         band=args.band)
   else:
     run(args)
 
