@@ -231,7 +231,8 @@ def kernel_baselines(config, ds):
 
 
 def run_infograph(config, seeds, save_embeddings=None, baseline_seeds=None,
-                  diagnose=None, diag_seeds=None):
+                  diagnose=None, diag_seeds=None, every_epoch=False,
+                  train_only=False):
   """InfoGraph on a TU set: every seed, then the 10-fold SVM; WL and
   tag+degree-histogram baselines through the same protocol.
 
@@ -240,19 +241,25 @@ def run_infograph(config, seeds, save_embeddings=None, baseline_seeds=None,
   `diagnose` ("provided", "random" or "both"): also keep every epoch's
   embeddings and run `diagnose_test_fold_selection` on the first
   `diag_seeds` seeds (a labelled diagnostic, not a result).
+  `every_epoch`: keep (and save) every epoch's embeddings, for
+  `--rescore ... --nested`. `train_only`: train and save, no baseline and
+  no SVM (score the file with `--rescore`).
   """
   c = config.infograph
   ds = graphs.load_tu(c.dataset, datasets_dir=config.get("datasets_dir") or None)
-  res = kernel_baselines(config, ds)
+  res = {"baselines_s": 0.0} if train_only else kernel_baselines(config, ds)
   t0 = time.time()
   out = infograph_fit_seeds(ds, seeds, hidden=c.hidden,
                             num_layers=c.num_layers,
                             batch_size=config.batch_size, epochs=c.epochs,
                             learning_rate=config.lr, reshuffle=c.reshuffle,
-                            every_epoch=bool(diagnose))
+                            every_epoch=bool(diagnose) or every_epoch)
   res["train_s"] = time.time() - t0
   if save_embeddings:
     np.savez(save_embeddings, **out)
+  if train_only:
+    res["total_s"] = res["train_s"]
+    return res
   t0 = time.time()
   res.update(score_embeddings(config, ds, out, baseline_seeds))
   res["svm_s"] = time.time() - t0
@@ -388,6 +395,12 @@ def main(argv=None):
                       "chosen on the test folds (the reference's reporting), "
                       "on the provided folds, on fresh random folds per "
                       "evaluation (the reference's), or both")
+  parser.add_argument("--every_epoch", action="store_true",
+                      help="InfoGraph: keep every epoch's embeddings (saved "
+                      "with --save_embeddings; needed by --nested)")
+  parser.add_argument("--train_only", action="store_true",
+                      help="InfoGraph: train and save only (no baselines, no "
+                      "SVM); score the file later with --rescore")
   parser.add_argument("--diag_seeds", type=int, default=None,
                       help="the diagnostic on the first K seeds only")
   args = parser.parse_args(argv)
@@ -408,12 +421,13 @@ def main(argv=None):
   else:
     out = run_infograph(config, seeds, args.save_embeddings,
                         args.baseline_seeds, args.select_epoch_on_test,
-                        args.diag_seeds)
+                        args.diag_seeds, args.every_epoch, args.train_only)
   res = {"config": args.config, "seeds": seeds, **out}
   line = lambda k: f"{100 * res[k]['mean']:.2f} +- {100 * res[k]['std']:.2f}"  # noqa: E731
   print(f"{args.config}  seeds {seeds[0]}..{seeds[-1]}")
-  print(f"  learned    {line('embeddings')}  (mean +- std over seeds)")
-  print(f"  random-init {line('init_embeddings')}")
+  if "embeddings" in res:   # not with --train_only
+    print(f"  learned    {line('embeddings')}  (mean +- std over seeds)")
+    print(f"  random-init {line('init_embeddings')}")
   if "raw" in res:
     print(f"  raw features {100 * res['raw']['test_acc']:.2f}")
   for key, name in (("wl", "WL kernel"), ("hist", "tag+degree hist")):
