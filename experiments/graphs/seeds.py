@@ -32,7 +32,7 @@ from flax import nnx
 from mi_jax.data import graphs
 from mi_jax.evaluation.graph_kernels import wl_kernel
 from mi_jax.evaluation.node_classification import node_classification
-from mi_jax.evaluation.svm import svm_kfold
+from mi_jax.evaluation.svm import svm_kfold, svm_kfold_nested
 from mi_jax.objectives import dgi, infograph
 from mi_jax.training import (init_train_states, make_train_step, merge_model,
                              vmap_over_seeds)
@@ -232,7 +232,7 @@ def kernel_baselines(config, ds):
 
 def run_infograph(config, seeds, save_embeddings=None, baseline_seeds=None,
                   diagnose=None, diag_seeds=None, every_epoch=False,
-                  train_only=False):
+                  train_only=False, nested=False):
   """InfoGraph on a TU set: every seed, then the 10-fold SVM; WL and
   tag+degree-histogram baselines through the same protocol.
 
@@ -253,7 +253,7 @@ def run_infograph(config, seeds, save_embeddings=None, baseline_seeds=None,
                             num_layers=c.num_layers,
                             batch_size=config.batch_size, epochs=c.epochs,
                             learning_rate=config.lr, reshuffle=c.reshuffle,
-                            every_epoch=bool(diagnose) or every_epoch)
+                            every_epoch=bool(diagnose) or every_epoch or nested)
   res["train_s"] = time.time() - t0
   if save_embeddings:
     np.savez(save_embeddings, **out)
@@ -264,6 +264,10 @@ def run_infograph(config, seeds, save_embeddings=None, baseline_seeds=None,
   res.update(score_embeddings(config, ds, out, baseline_seeds))
   res["svm_s"] = time.time() - t0
   res["total_s"] = res["baselines_s"] + res["train_s"] + res["svm_s"]
+  if nested:
+    res.update(nested_epoch_selection(config, ds, out["epoch_embeddings"],
+                                      seeds))
+    res["total_s"] += res["nested_s"]
   if diagnose:
     res["diagnostic"] = diagnose_test_fold_selection(
         config, ds, out["epoch_embeddings"][:, :diag_seeds],
@@ -343,25 +347,85 @@ def diagnose_test_fold_selection(config, ds, epoch_emb, seeds, folds="both"):
   return out
 
 
+def nested_epoch_selection(config, ds, epoch_emb, seeds):
+  """Nested CV over (epoch, C), and from the same SVMs the fixed-epoch
+  protocol, the random-init baseline and the test-selected diagnostic.
+
+  `epoch_emb` [E + 1, S, G, D]: the embeddings after epochs 0 (= init), 1,
+  ..., E of every seed. Per seed, `svm_kfold_nested` runs the protocol's SVM
+  (gamma, C grid, inner CV) on every epoch and every provided fold; per
+  outer fold the pair (epoch, C) with the best inner-CV accuracy on that
+  fold's TRAINING graphs is scored once on its test graphs ("nested").
+  The same fits give, per epoch, the protocol's 10-fold accuracy (C by the
+  inner CV): its last row is the epoch fixed in advance ("fixed", equal to
+  `score_embeddings`' "embeddings"), its first the random-init encoder
+  ("init"), and the maximum over epochs on the test folds is the
+  reference's reporting ("diagnostic", never a result).
+  """
+  svm = dict(Cs=tuple(config.svm.Cs), inner_folds=config.svm.inner_folds,
+             gamma=config.svm.gamma, kernel=config.infograph.svm_kernel)
+  t0 = time.time()
+  runs = [svm_kfold_nested(epoch_emb[:, j], ds.labels, ds.folds, **svm)
+          for j in range(len(seeds))]
+  test_SxkxE = np.asarray([r["test_acc_kxE"] for r in runs])
+  acc_ExS = test_SxkxE.mean(axis=1).T
+  fold_std = lambda a: float(np.std(a))  # noqa: E731   over (seed, fold)
+  epochs_Sxk = np.asarray([r["epoch"] for r in runs])
+  out = {
+      "nested": {**_mean_std([r["mean"] for r in runs]),
+                 "fold_std": fold_std([r["fold_acc"] for r in runs]),
+                 "epoch_seed_x_fold": epochs_Sxk.tolist(),
+                 "C_seed_x_fold": [r["C"] for r in runs],
+                 "inner_acc_seed_x_fold": [r["inner_acc"] for r in runs],
+                 "epoch_counts": np.bincount(
+                     epochs_Sxk.ravel(), minlength=len(acc_ExS)).tolist()},
+      "fixed": {**_mean_std(acc_ExS[-1]), "fold_std": fold_std(
+          test_SxkxE[:, :, -1])},
+      "init": {**_mean_std(acc_ExS[0]), "fold_std": fold_std(
+          test_SxkxE[:, :, 0])},
+      "diagnostic": {
+          "note": "DIAGNOSTIC: epoch selected on the test folds (the "
+                  "reference's reporting); not a result of this project",
+          "provided": {"acc_epoch_x_seed": acc_ExS.tolist(),
+                       **select_on_test(acc_ExS)}},
+      "cv_seed_x_fold_x_epoch_x_C": [r["cv_kxExC"] for r in runs],
+      "C_seed_x_fold_x_epoch": [r["C_kxE"] for r in runs],
+  }
+  out["nested_s"] = time.time() - t0
+  return out
+
+
 def rescore_infograph(config, path, gamma, baseline_seeds=None,
                       with_baselines=False, seeds=None, diagnose=None,
-                      diag_seeds=None):
+                      diag_seeds=None, nested=False):
   """Re-scores embeddings saved by `--save_embeddings` (with another gamma),
   with `with_baselines` the WL / histogram baselines too, and with
   `diagnose` the test-fold-selection diagnostic (files saved from a run with
-  `--select_epoch_on_test`)."""
+  `--select_epoch_on_test`). With `nested`, `nested_epoch_selection` on
+  every epoch's embeddings (files saved with `--every_epoch`) replaces the
+  plain scoring (its "fixed" and "init" are the same SVMs)."""
   ds = graphs.load_tu(config.infograph.dataset,
                       datasets_dir=config.get("datasets_dir") or None)
   res = kernel_baselines(config, ds) if with_baselines else {}
   t0 = time.time()
   with np.load(path, allow_pickle=False) as saved:
     saved = dict(saved)
+  if (nested or diagnose) and "epoch_embeddings" not in saved:
+    raise ValueError(f"{path} has no epoch_embeddings: save it from a run "
+                     "with --every_epoch.")
+  if nested:
+    if gamma is not None:
+      config = config.copy_and_resolve_references()
+      config.svm.gamma = gamma
+    res.update(nested_epoch_selection(config, ds, saved["epoch_embeddings"],
+                                      seeds))
+    res["embeddings"], res["init_embeddings"] = res["fixed"], res["init"]
+    res["svm_s"] = res["total_s"] = time.time() - t0
+    res["train_s"] = 0.0
+    return res
   res.update(score_embeddings(config, ds, saved, baseline_seeds, gamma))
   res["svm_s"] = res["total_s"] = res["train_s"] = time.time() - t0
   if diagnose:
-    if "epoch_embeddings" not in saved:
-      raise ValueError(f"{path} has no epoch_embeddings: save it from a run "
-                       "with --select_epoch_on_test.")
     res["diagnostic"] = diagnose_test_fold_selection(
         config, ds, saved["epoch_embeddings"][:, :diag_seeds],
         seeds[:diag_seeds], diagnose)
@@ -401,6 +465,12 @@ def main(argv=None):
   parser.add_argument("--train_only", action="store_true",
                       help="InfoGraph: train and save only (no baselines, no "
                       "SVM); score the file later with --rescore")
+  parser.add_argument("--nested", action="store_true",
+                      help="InfoGraph: also choose (epoch, C) per outer fold "
+                      "by the inner CV on its training graphs only (nested "
+                      "CV; never the test folds) and report it beside the "
+                      "fixed epoch; with --rescore, a file saved with "
+                      "--every_epoch")
   parser.add_argument("--diag_seeds", type=int, default=None,
                       help="the diagnostic on the first K seeds only")
   args = parser.parse_args(argv)
@@ -417,11 +487,13 @@ def main(argv=None):
       gamma = float(gamma)
     out = rescore_infograph(config, args.rescore, gamma, args.baseline_seeds,
                             args.with_baselines, seeds,
-                            args.select_epoch_on_test, args.diag_seeds)
+                            args.select_epoch_on_test, args.diag_seeds,
+                            args.nested)
   else:
     out = run_infograph(config, seeds, args.save_embeddings,
                         args.baseline_seeds, args.select_epoch_on_test,
-                        args.diag_seeds, args.every_epoch, args.train_only)
+                        args.diag_seeds, args.every_epoch, args.train_only,
+                        args.nested)
   res = {"config": args.config, "seeds": seeds, **out}
   line = lambda k: f"{100 * res[k]['mean']:.2f} +- {100 * res[k]['std']:.2f}"  # noqa: E731
   print(f"{args.config}  seeds {seeds[0]}..{seeds[-1]}")
@@ -434,6 +506,11 @@ def main(argv=None):
     if key in res:
       print(f"  {name}  {100 * res[key]['mean']:.2f} +- "
             f"{100 * res[key]['std']:.2f} (over folds)")
+  if "nested" in res:
+    n = res["nested"]
+    print(f"  epoch {len(n['epoch_counts']) - 1} fixed {line('fixed')};  "
+          f"nested CV over (epoch, C) {line('nested')}  (mean +- std over "
+          f"seeds); epochs chosen (count per epoch 0..): {n['epoch_counts']}")
   for kind in ("provided", "random"):
     d = res.get("diagnostic", {}).get(kind)
     if d:
