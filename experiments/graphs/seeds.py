@@ -347,7 +347,7 @@ def diagnose_test_fold_selection(config, ds, epoch_emb, seeds, folds="both"):
   return out
 
 
-def nested_epoch_selection(config, ds, epoch_emb, seeds):
+def nested_epoch_selection(config, ds, epoch_emb, seeds, gamma=None):
   """Nested CV over (epoch, C), and from the same SVMs the fixed-epoch
   protocol, the random-init baseline and the test-selected diagnostic.
 
@@ -360,10 +360,12 @@ def nested_epoch_selection(config, ds, epoch_emb, seeds):
   inner CV): its last row is the epoch fixed in advance ("fixed", equal to
   `score_embeddings`' "embeddings"), its first the random-init encoder
   ("init"), and the maximum over epochs on the test folds is the
-  reference's reporting ("diagnostic", never a result).
+  reference's reporting ("diagnostic", never a result). `gamma`: None for
+  the config's.
   """
   svm = dict(Cs=tuple(config.svm.Cs), inner_folds=config.svm.inner_folds,
-             gamma=config.svm.gamma, kernel=config.infograph.svm_kernel)
+             gamma=config.svm.gamma if gamma is None else gamma,
+             kernel=config.infograph.svm_kernel)
   t0 = time.time()
   runs = [svm_kfold_nested(epoch_emb[:, j], ds.labels, ds.folds, **svm)
           for j in range(len(seeds))]
@@ -414,11 +416,8 @@ def rescore_infograph(config, path, gamma, baseline_seeds=None,
     raise ValueError(f"{path} has no epoch_embeddings: save it from a run "
                      "with --every_epoch.")
   if nested:
-    if gamma is not None:
-      config = config.copy_and_resolve_references()
-      config.svm.gamma = gamma
     res.update(nested_epoch_selection(config, ds, saved["epoch_embeddings"],
-                                      seeds))
+                                      seeds, gamma))
     res["embeddings"], res["init_embeddings"] = res["fixed"], res["init"]
     res["svm_s"] = res["total_s"] = time.time() - t0
     res["train_s"] = 0.0
