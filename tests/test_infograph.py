@@ -298,3 +298,28 @@ def test_nested_epoch_selection_summaries():
   acc = np.asarray(out["diagnostic"]["provided"]["acc_epoch_x_seed"])
   np.testing.assert_allclose(out["diagnostic"]["provided"]["best_per_seed"][
       "values"], acc.max(0))
+
+
+def test_nested_epoch_selection_candidate_subset():
+  from experiments.graphs.seeds import nested_epoch_selection
+  import ml_collections
+  rng = np.random.default_rng(1)
+  ds = tiny_graphs.random_dataset(num_graphs=30, num_tags=3, seed=7)
+  ds = dataclasses.replace(ds, folds=[
+      (np.setdiff1d(np.arange(30), t), t)
+      for t in np.array_split(rng.permutation(30), 3)])
+  # Epoch 2 (not a candidate) carries the label; 0, 1 and 3 are noise.
+  emb = rng.normal(size=(4, 1, 30, 3))
+  emb[2, 0] += 5 * ds.labels[:, None]
+  config = ml_collections.ConfigDict(dict(
+      svm=dict(Cs=(1.0,), inner_folds=3, gamma="auto"),
+      infograph=dict(svm_kernel="rbf")))
+  out = nested_epoch_selection(config, ds, emb, [0], epochs=[0, 1, 3])
+  assert out["candidate_epochs"] == [0, 1, 3]
+  assert set(np.ravel(out["nested"]["epoch_seed_x_fold"])) <= {0, 1, 3}
+  assert out["nested"]["epoch_counts"][2] == 0
+  assert out["diagnostic"]["provided"]["best_mean"]["epoch"] in (0, 1, 3)
+  full = nested_epoch_selection(config, ds, emb, [0])
+  assert full["nested"]["epoch_counts"][2] == 3    # every fold picks it
+  with pytest.raises(ValueError, match="must include"):
+    nested_epoch_selection(config, ds, emb, [0], epochs=[1, 3])

@@ -232,7 +232,7 @@ def kernel_baselines(config, ds):
 
 def run_infograph(config, seeds, save_embeddings=None, baseline_seeds=None,
                   diagnose=None, diag_seeds=None, every_epoch=False,
-                  train_only=False, nested=False):
+                  train_only=False, nested=False, nested_epochs=None):
   """InfoGraph on a TU set: every seed, then the 10-fold SVM; WL and
   tag+degree-histogram baselines through the same protocol.
 
@@ -266,7 +266,7 @@ def run_infograph(config, seeds, save_embeddings=None, baseline_seeds=None,
   res["total_s"] = res["baselines_s"] + res["train_s"] + res["svm_s"]
   if nested:
     res.update(nested_epoch_selection(config, ds, out["epoch_embeddings"],
-                                      seeds))
+                                      seeds, epochs=nested_epochs))
     res["total_s"] += res["nested_s"]
   if diagnose:
     res["diagnostic"] = diagnose_test_fold_selection(
@@ -347,7 +347,8 @@ def diagnose_test_fold_selection(config, ds, epoch_emb, seeds, folds="both"):
   return out
 
 
-def nested_epoch_selection(config, ds, epoch_emb, seeds, gamma=None):
+def nested_epoch_selection(config, ds, epoch_emb, seeds, gamma=None,
+                           epochs=None):
   """Nested CV over (epoch, C), and from the same SVMs the fixed-epoch
   protocol, the random-init baseline and the test-selected diagnostic.
 
@@ -361,8 +362,15 @@ def nested_epoch_selection(config, ds, epoch_emb, seeds, gamma=None):
   `score_embeddings`' "embeddings"), its first the random-init encoder
   ("init"), and the maximum over epochs on the test folds is the
   reference's reporting ("diagnostic", never a result). `gamma`: None for
-  the config's.
+  the config's. `epochs`: the candidate epochs (fixed in advance, to cut the
+  SVM cost; must hold 0 and the last epoch), None for all; the rows of the
+  tables and the chosen epochs are epoch numbers.
   """
+  last = epoch_emb.shape[0] - 1
+  epochs = list(range(last + 1)) if epochs is None else sorted(set(epochs))
+  if epochs[0] != 0 or epochs[-1] != last:
+    raise ValueError(f"candidate epochs {epochs} must include 0 and {last}")
+  epoch_emb = epoch_emb[np.asarray(epochs)]
   svm = dict(Cs=tuple(config.svm.Cs), inner_folds=config.svm.inner_folds,
              gamma=config.svm.gamma if gamma is None else gamma,
              kernel=config.infograph.svm_kernel)
@@ -372,7 +380,11 @@ def nested_epoch_selection(config, ds, epoch_emb, seeds, gamma=None):
   test_SxkxE = np.asarray([r["test_acc_kxE"] for r in runs])
   acc_ExS = test_SxkxE.mean(axis=1).T
   fold_std = lambda a: float(np.std(a))  # noqa: E731   over (seed, fold)
-  epochs_Sxk = np.asarray([r["epoch"] for r in runs])
+  epochs_Sxk = np.asarray(epochs)[np.asarray([r["epoch"] for r in runs])]
+  diag = select_on_test(acc_ExS)      # row numbers -> epoch numbers
+  diag["best_per_seed"]["epochs"] = [epochs[i] for i in
+                                     diag["best_per_seed"]["epochs"]]
+  diag["best_mean"]["epoch"] = epochs[diag["best_mean"]["epoch"]]
   out = {
       "nested": {**_mean_std([r["mean"] for r in runs]),
                  "fold_std": fold_std([r["fold_acc"] for r in runs]),
@@ -380,7 +392,8 @@ def nested_epoch_selection(config, ds, epoch_emb, seeds, gamma=None):
                  "C_seed_x_fold": [r["C"] for r in runs],
                  "inner_acc_seed_x_fold": [r["inner_acc"] for r in runs],
                  "epoch_counts": np.bincount(
-                     epochs_Sxk.ravel(), minlength=len(acc_ExS)).tolist()},
+                     epochs_Sxk.ravel(), minlength=last + 1).tolist()},
+      "candidate_epochs": epochs,
       "fixed": {**_mean_std(acc_ExS[-1]), "fold_std": fold_std(
           test_SxkxE[:, :, -1])},
       "init": {**_mean_std(acc_ExS[0]), "fold_std": fold_std(
@@ -389,7 +402,7 @@ def nested_epoch_selection(config, ds, epoch_emb, seeds, gamma=None):
           "note": "DIAGNOSTIC: epoch selected on the test folds (the "
                   "reference's reporting); not a result of this project",
           "provided": {"acc_epoch_x_seed": acc_ExS.tolist(),
-                       **select_on_test(acc_ExS)}},
+                       "rows_are_epochs": epochs, **diag}},
       "cv_seed_x_fold_x_epoch_x_C": [r["cv_kxExC"] for r in runs],
       "C_seed_x_fold_x_epoch": [r["C_kxE"] for r in runs],
   }
@@ -399,7 +412,7 @@ def nested_epoch_selection(config, ds, epoch_emb, seeds, gamma=None):
 
 def rescore_infograph(config, path, gamma, baseline_seeds=None,
                       with_baselines=False, seeds=None, diagnose=None,
-                      diag_seeds=None, nested=False):
+                      diag_seeds=None, nested=False, nested_epochs=None):
   """Re-scores embeddings saved by `--save_embeddings` (with another gamma),
   with `with_baselines` the WL / histogram baselines too, and with
   `diagnose` the test-fold-selection diagnostic (files saved from a run with
@@ -417,7 +430,7 @@ def rescore_infograph(config, path, gamma, baseline_seeds=None,
                      "with --every_epoch.")
   if nested:
     res.update(nested_epoch_selection(config, ds, saved["epoch_embeddings"],
-                                      seeds, gamma))
+                                      seeds, gamma, nested_epochs))
     res["embeddings"], res["init_embeddings"] = res["fixed"], res["init"]
     res["svm_s"] = res["total_s"] = time.time() - t0
     res["train_s"] = 0.0
@@ -470,6 +483,9 @@ def main(argv=None):
                       "CV; never the test folds) and report it beside the "
                       "fixed epoch; with --rescore, a file saved with "
                       "--every_epoch")
+  parser.add_argument("--nested_epochs", default=None,
+                      help="--nested: candidate epochs, comma-separated "
+                      "(must include 0 and the last; default: all)")
   parser.add_argument("--diag_seeds", type=int, default=None,
                       help="the diagnostic on the first K seeds only")
   args = parser.parse_args(argv)
@@ -478,6 +494,8 @@ def main(argv=None):
     with np.load(args.rescore, allow_pickle=False) as saved:
       args.seeds = len(saved["embeddings"])
   seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+  nested_epochs = (None if args.nested_epochs is None else
+                   [int(e) for e in args.nested_epochs.split(",")])
   if config.method == "dgi":
     out = run_dgi(config, seeds)
   elif args.rescore:
@@ -487,12 +505,12 @@ def main(argv=None):
     out = rescore_infograph(config, args.rescore, gamma, args.baseline_seeds,
                             args.with_baselines, seeds,
                             args.select_epoch_on_test, args.diag_seeds,
-                            args.nested)
+                            args.nested, nested_epochs)
   else:
     out = run_infograph(config, seeds, args.save_embeddings,
                         args.baseline_seeds, args.select_epoch_on_test,
                         args.diag_seeds, args.every_epoch, args.train_only,
-                        args.nested)
+                        args.nested, nested_epochs)
   res = {"config": args.config, "seeds": seeds, **out}
   line = lambda k: f"{100 * res[k]['mean']:.2f} +- {100 * res[k]['std']:.2f}"  # noqa: E731
   print(f"{args.config}  seeds {seeds[0]}..{seeds[-1]}")
