@@ -12,6 +12,15 @@ TU sets a Weisfeiler-Lehman kernel SVM).
   python -m experiments.graphs.seeds --config experiments/configs/dgi_cora.py --seeds 10
   python -m experiments.graphs.seeds --config experiments/configs/infograph_mutag.py --seeds 5
 
+`--nested` (with `--every_epoch` embeddings, or `--rescore` of a file saved
+with them) chooses the epoch per outer fold by nested cross-validation: the
+pair (epoch, C) with the best inner-CV accuracy on that fold's training
+graphs, scored once on its test graphs (`svm_kfold_nested`). It is reported
+beside the epoch fixed in advance (the issue's protocol), not instead of it.
+
+  python -m experiments.graphs.seeds --config experiments/configs/infograph_tu.py:MUTAG --seeds 5 --every_epoch --train_only --save_embeddings ig.npz
+  python -m experiments.graphs.seeds --config experiments/configs/infograph_tu.py:MUTAG --rescore ig.npz --nested
+
 `--select_epoch_on_test` adds a labelled DIAGNOSTIC (never a result): every
 epoch's embeddings scored on the test folds and the best epoch picked, as
 InfoGraph's reference reports its figure, to measure what that selection is
