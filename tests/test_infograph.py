@@ -1,4 +1,5 @@
 """InfoGraph: the positive mask, the loss vs NumPy, padding, vmapped seeds."""
+import dataclasses
 import os
 import re
 
@@ -197,3 +198,128 @@ def test_epoch_embeddings_and_test_fold_selection_summaries():
   assert s["best_per_seed"]["epochs"] == [1, 0, 0]
   assert s["best_mean"]["epoch"] == 0   # row means 0.667, 0.633, 0.567
   np.testing.assert_allclose(s["best_mean"]["mean"], 2 / 3)
+
+
+def _two_epoch_case(seed=0):
+  """One outer fold where the inner-CV-best epoch and the test-best differ.
+
+  Epoch 0: the label is written in the features of the training graphs and
+  its opposite in those of the test graphs (inner CV ~1.0, test 0.0).
+  Epoch 1: noise on the training graphs, the label on the test graphs
+  (inner CV ~0.5, test > 0).
+  """
+  rng = np.random.default_rng(seed)
+  y = np.tile([0, 1], 30)
+  train, test = np.arange(40), np.arange(40, 60)
+  sign = np.where(y == 1, 1.0, -1.0)
+  e0 = (3 * sign + 0.1 * rng.normal(size=60))[:, None]
+  e0[test] *= -1
+  e1 = rng.normal(size=(60, 1))
+  e1[test] = 3 * sign[test, None]
+  return np.stack([e0, e1]), y, [(train, test)]
+
+
+def test_nested_cv_chooses_the_epoch_on_training_graphs_only():
+  from mi_jax.evaluation.svm import svm_kfold_nested
+  xs, y, folds = _two_epoch_case()
+  kw = dict(gamma="auto", Cs=(0.1, 1.0, 10.0), inner_folds=5)
+  r = svm_kfold_nested(xs, y, folds, **kw)
+  cv = np.asarray(r["cv_kxExC"][0])            # [E, C] inner-CV accuracies
+  test = np.asarray(r["test_acc_kxE"][0])      # each epoch's test accuracy
+  assert cv[0].max() > 0.95 > cv[1].max()      # the training folds favour 0
+  assert test[1] > test[0] == 0.0              # the test fold would pick 1
+  assert r["epoch"] == [0] and r["fold_acc"] == [0.0]
+  assert r["inner_acc"] == [cv[0].max()]
+  # The choice reads the training graphs only: new test-graph features and
+  # labels change every test accuracy but not the chosen (epoch, C).
+  rng = np.random.default_rng(1)
+  xs2, y2 = xs.copy(), y.copy()
+  xs2[:, 40:] = rng.normal(size=xs2[:, 40:].shape) * 10
+  y2[40:] = rng.integers(0, 2, 20)
+  r2 = svm_kfold_nested(xs2, y2, folds, **kw)
+  assert (r2["epoch"], r2["C"], r2["cv_kxExC"]) == (r["epoch"], r["C"],
+                                                     r["cv_kxExC"])
+  assert r2["test_acc_kxE"] != r["test_acc_kxE"]
+  # Swapping the two epochs on the training graphs moves the choice.
+  xs3 = xs[::-1].copy()
+  r3 = svm_kfold_nested(xs3, y, folds, **kw)
+  assert r3["epoch"] == [1]
+
+
+def test_choose_by_inner_cv_ties_go_to_the_last_epoch_then_smallest_c():
+  from mi_jax.evaluation.svm import choose_by_inner_cv
+  cv = np.array([[0.5, 0.9, 0.9], [0.8, 0.7, 0.6], [0.9, 0.9, 0.2]])
+  assert choose_by_inner_cv(cv) == (2, 0)
+  assert choose_by_inner_cv(cv[:2]) == (0, 1)
+
+
+def test_nested_last_epoch_column_equals_fixed_protocol():
+  from mi_jax.evaluation.svm import svm_kfold_nested
+  rng = np.random.default_rng(5)
+  y = np.repeat([0, 1], 25)
+  xs = rng.normal(size=(3, 50, 4)) + np.array([0.3, 0.8, 1.5])[:, None, None] * y[:, None]
+  folds = [(np.setdiff1d(np.arange(50), t), t)
+           for t in np.array_split(rng.permutation(50), 5)]
+  kw = dict(gamma="auto", Cs=(0.01, 1.0, 100.0), inner_folds=3)
+  r = svm_kfold_nested(xs, y, folds, **kw)
+  for e in range(3):
+    fixed = svm_kfold(xs[e], y, folds, **kw)
+    np.testing.assert_allclose(np.asarray(r["test_acc_kxE"])[:, e],
+                               fixed["fold_acc"])
+    assert [c[e] for c in r["C_kxE"]] == fixed["C"]
+  # Each fold's chosen epoch has the best inner-CV accuracy of that fold.
+  for f in range(5):
+    cv = np.asarray(r["cv_kxExC"][f])
+    assert r["inner_acc"][f] == cv.max()
+    assert cv[r["epoch"][f]].max() == cv.max()
+
+
+def test_nested_epoch_selection_summaries():
+  from experiments.graphs.seeds import nested_epoch_selection
+  import ml_collections
+  ds = tiny_graphs.random_dataset(num_graphs=40, num_tags=3, seed=6)
+  rng = np.random.default_rng(0)
+  ds = dataclasses.replace(ds, folds=[
+      (np.setdiff1d(np.arange(40), t), t)
+      for t in np.array_split(rng.permutation(40), 4)])
+  emb = rng.normal(size=(3, 2, 40, 5)) + 0.7 * ds.labels[None, None, :, None]
+  config = ml_collections.ConfigDict(dict(
+      svm=dict(Cs=(0.1, 10.0), inner_folds=3, gamma="auto"),
+      infograph=dict(svm_kernel="rbf")))
+  out = nested_epoch_selection(config, ds, emb, [0, 1])
+  for j in range(2):
+    fixed = svm_kfold(emb[-1, j], ds.labels, ds.folds, Cs=(0.1, 10.0),
+                      inner_folds=3, gamma="auto")
+    init = svm_kfold(emb[0, j], ds.labels, ds.folds, Cs=(0.1, 10.0),
+                     inner_folds=3, gamma="auto")
+    np.testing.assert_allclose(out["fixed"]["values"][j], fixed["mean"])
+    np.testing.assert_allclose(out["init"]["values"][j], init["mean"])
+  assert sum(out["nested"]["epoch_counts"]) == 2 * 4
+  acc = np.asarray(out["diagnostic"]["provided"]["acc_epoch_x_seed"])
+  np.testing.assert_allclose(out["diagnostic"]["provided"]["best_per_seed"][
+      "values"], acc.max(0))
+
+
+def test_nested_epoch_selection_candidate_subset():
+  from experiments.graphs.seeds import nested_epoch_selection
+  import ml_collections
+  rng = np.random.default_rng(1)
+  ds = tiny_graphs.random_dataset(num_graphs=30, num_tags=3, seed=7)
+  ds = dataclasses.replace(ds, folds=[
+      (np.setdiff1d(np.arange(30), t), t)
+      for t in np.array_split(rng.permutation(30), 3)])
+  # Epoch 2 (not a candidate) carries the label; 0, 1 and 3 are noise.
+  emb = rng.normal(size=(4, 1, 30, 3))
+  emb[2, 0] += 5 * ds.labels[:, None]
+  config = ml_collections.ConfigDict(dict(
+      svm=dict(Cs=(1.0,), inner_folds=3, gamma="auto"),
+      infograph=dict(svm_kernel="rbf")))
+  out = nested_epoch_selection(config, ds, emb, [0], epochs=[0, 1, 3])
+  assert out["candidate_epochs"] == [0, 1, 3]
+  assert set(np.ravel(out["nested"]["epoch_seed_x_fold"])) <= {0, 1, 3}
+  assert out["nested"]["epoch_counts"][2] == 0
+  assert out["diagnostic"]["provided"]["best_mean"]["epoch"] in (0, 1, 3)
+  full = nested_epoch_selection(config, ds, emb, [0])
+  assert full["nested"]["epoch_counts"][2] == 3    # every fold picks it
+  with pytest.raises(ValueError, match="must include"):
+    nested_epoch_selection(config, ds, emb, [0], epochs=[1, 3])

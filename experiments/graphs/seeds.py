@@ -12,6 +12,15 @@ TU sets a Weisfeiler-Lehman kernel SVM).
   python -m experiments.graphs.seeds --config experiments/configs/dgi_cora.py --seeds 10
   python -m experiments.graphs.seeds --config experiments/configs/infograph_mutag.py --seeds 5
 
+`--nested` (with `--every_epoch` embeddings, or `--rescore` of a file saved
+with them) chooses the epoch per outer fold by nested cross-validation: the
+pair (epoch, C) with the best inner-CV accuracy on that fold's training
+graphs, scored once on its test graphs (`svm_kfold_nested`). It is reported
+beside the epoch fixed in advance (the issue's protocol), not instead of it.
+
+  python -m experiments.graphs.seeds --config experiments/configs/infograph_tu.py:MUTAG --seeds 5 --every_epoch --train_only --save_embeddings ig.npz
+  python -m experiments.graphs.seeds --config experiments/configs/infograph_tu.py:MUTAG --rescore ig.npz --nested
+
 `--select_epoch_on_test` adds a labelled DIAGNOSTIC (never a result): every
 epoch's embeddings scored on the test folds and the best epoch picked, as
 InfoGraph's reference reports its figure, to measure what that selection is
@@ -32,7 +41,7 @@ from flax import nnx
 from mi_jax.data import graphs
 from mi_jax.evaluation.graph_kernels import wl_kernel
 from mi_jax.evaluation.node_classification import node_classification
-from mi_jax.evaluation.svm import svm_kfold
+from mi_jax.evaluation.svm import svm_kfold, svm_kfold_nested
 from mi_jax.objectives import dgi, infograph
 from mi_jax.training import (init_train_states, make_train_step, merge_model,
                              vmap_over_seeds)
@@ -231,7 +240,8 @@ def kernel_baselines(config, ds):
 
 
 def run_infograph(config, seeds, save_embeddings=None, baseline_seeds=None,
-                  diagnose=None, diag_seeds=None):
+                  diagnose=None, diag_seeds=None, every_epoch=False,
+                  train_only=False, nested=False, nested_epochs=None):
   """InfoGraph on a TU set: every seed, then the 10-fold SVM; WL and
   tag+degree-histogram baselines through the same protocol.
 
@@ -240,23 +250,33 @@ def run_infograph(config, seeds, save_embeddings=None, baseline_seeds=None,
   `diagnose` ("provided", "random" or "both"): also keep every epoch's
   embeddings and run `diagnose_test_fold_selection` on the first
   `diag_seeds` seeds (a labelled diagnostic, not a result).
+  `every_epoch`: keep (and save) every epoch's embeddings, for
+  `--rescore ... --nested`. `train_only`: train and save, no baseline and
+  no SVM (score the file with `--rescore`).
   """
   c = config.infograph
   ds = graphs.load_tu(c.dataset, datasets_dir=config.get("datasets_dir") or None)
-  res = kernel_baselines(config, ds)
+  res = {"baselines_s": 0.0} if train_only else kernel_baselines(config, ds)
   t0 = time.time()
   out = infograph_fit_seeds(ds, seeds, hidden=c.hidden,
                             num_layers=c.num_layers,
                             batch_size=config.batch_size, epochs=c.epochs,
                             learning_rate=config.lr, reshuffle=c.reshuffle,
-                            every_epoch=bool(diagnose))
+                            every_epoch=bool(diagnose) or every_epoch or nested)
   res["train_s"] = time.time() - t0
   if save_embeddings:
     np.savez(save_embeddings, **out)
+  if train_only:
+    res["total_s"] = res["train_s"]
+    return res
   t0 = time.time()
   res.update(score_embeddings(config, ds, out, baseline_seeds))
   res["svm_s"] = time.time() - t0
   res["total_s"] = res["baselines_s"] + res["train_s"] + res["svm_s"]
+  if nested:
+    res.update(nested_epoch_selection(config, ds, out["epoch_embeddings"],
+                                      seeds, epochs=nested_epochs))
+    res["total_s"] += res["nested_s"]
   if diagnose:
     res["diagnostic"] = diagnose_test_fold_selection(
         config, ds, out["epoch_embeddings"][:, :diag_seeds],
@@ -336,25 +356,97 @@ def diagnose_test_fold_selection(config, ds, epoch_emb, seeds, folds="both"):
   return out
 
 
+def nested_epoch_selection(config, ds, epoch_emb, seeds, gamma=None,
+                           epochs=None):
+  """Nested CV over (epoch, C), and from the same SVMs the fixed-epoch
+  protocol, the random-init baseline and the test-selected diagnostic.
+
+  `epoch_emb` [E + 1, S, G, D]: the embeddings after epochs 0 (= init), 1,
+  ..., E of every seed. Per seed, `svm_kfold_nested` runs the protocol's SVM
+  (gamma, C grid, inner CV) on every epoch and every provided fold; per
+  outer fold the pair (epoch, C) with the best inner-CV accuracy on that
+  fold's TRAINING graphs is scored once on its test graphs ("nested").
+  The same fits give, per epoch, the protocol's 10-fold accuracy (C by the
+  inner CV): its last row is the epoch fixed in advance ("fixed", equal to
+  `score_embeddings`' "embeddings"), its first the random-init encoder
+  ("init"), and the maximum over epochs on the test folds is the
+  reference's reporting ("diagnostic", never a result). `gamma`: None for
+  the config's. `epochs`: the candidate epochs (fixed in advance, to cut the
+  SVM cost; must hold 0 and the last epoch), None for all; the rows of the
+  tables and the chosen epochs are epoch numbers.
+  """
+  last = epoch_emb.shape[0] - 1
+  epochs = list(range(last + 1)) if epochs is None else sorted(set(epochs))
+  if epochs[0] != 0 or epochs[-1] != last:
+    raise ValueError(f"candidate epochs {epochs} must include 0 and {last}")
+  epoch_emb = epoch_emb[np.asarray(epochs)]
+  svm = dict(Cs=tuple(config.svm.Cs), inner_folds=config.svm.inner_folds,
+             gamma=config.svm.gamma if gamma is None else gamma,
+             kernel=config.infograph.svm_kernel)
+  t0 = time.time()
+  runs = [svm_kfold_nested(epoch_emb[:, j], ds.labels, ds.folds, **svm)
+          for j in range(len(seeds))]
+  test_SxkxE = np.asarray([r["test_acc_kxE"] for r in runs])
+  acc_ExS = test_SxkxE.mean(axis=1).T
+  fold_std = lambda a: float(np.std(a))  # noqa: E731   over (seed, fold)
+  epochs_Sxk = np.asarray(epochs)[np.asarray([r["epoch"] for r in runs])]
+  diag = select_on_test(acc_ExS)      # row numbers -> epoch numbers
+  diag["best_per_seed"]["epochs"] = [epochs[i] for i in
+                                     diag["best_per_seed"]["epochs"]]
+  diag["best_mean"]["epoch"] = epochs[diag["best_mean"]["epoch"]]
+  out = {
+      "nested": {**_mean_std([r["mean"] for r in runs]),
+                 "fold_std": fold_std([r["fold_acc"] for r in runs]),
+                 "epoch_seed_x_fold": epochs_Sxk.tolist(),
+                 "C_seed_x_fold": [r["C"] for r in runs],
+                 "inner_acc_seed_x_fold": [r["inner_acc"] for r in runs],
+                 "epoch_counts": np.bincount(
+                     epochs_Sxk.ravel(), minlength=last + 1).tolist()},
+      "candidate_epochs": epochs,
+      "fixed": {**_mean_std(acc_ExS[-1]), "fold_std": fold_std(
+          test_SxkxE[:, :, -1])},
+      "init": {**_mean_std(acc_ExS[0]), "fold_std": fold_std(
+          test_SxkxE[:, :, 0])},
+      "diagnostic": {
+          "note": "DIAGNOSTIC: epoch selected on the test folds (the "
+                  "reference's reporting); not a result of this project",
+          "provided": {"acc_epoch_x_seed": acc_ExS.tolist(),
+                       "rows_are_epochs": epochs, **diag}},
+      "cv_seed_x_fold_x_epoch_x_C": [r["cv_kxExC"] for r in runs],
+      "C_seed_x_fold_x_epoch": [r["C_kxE"] for r in runs],
+  }
+  out["nested_s"] = time.time() - t0
+  return out
+
+
 def rescore_infograph(config, path, gamma, baseline_seeds=None,
                       with_baselines=False, seeds=None, diagnose=None,
-                      diag_seeds=None):
+                      diag_seeds=None, nested=False, nested_epochs=None):
   """Re-scores embeddings saved by `--save_embeddings` (with another gamma),
   with `with_baselines` the WL / histogram baselines too, and with
   `diagnose` the test-fold-selection diagnostic (files saved from a run with
-  `--select_epoch_on_test`)."""
+  `--select_epoch_on_test`). With `nested`, `nested_epoch_selection` on
+  every epoch's embeddings (files saved with `--every_epoch`) replaces the
+  plain scoring (its "fixed" and "init" are the same SVMs)."""
   ds = graphs.load_tu(config.infograph.dataset,
                       datasets_dir=config.get("datasets_dir") or None)
   res = kernel_baselines(config, ds) if with_baselines else {}
   t0 = time.time()
   with np.load(path, allow_pickle=False) as saved:
     saved = dict(saved)
+  if (nested or diagnose) and "epoch_embeddings" not in saved:
+    raise ValueError(f"{path} has no epoch_embeddings: save it from a run "
+                     "with --every_epoch.")
+  if nested:
+    res.update(nested_epoch_selection(config, ds, saved["epoch_embeddings"],
+                                      seeds, gamma, nested_epochs))
+    res["embeddings"], res["init_embeddings"] = res["fixed"], res["init"]
+    res["svm_s"] = res["total_s"] = time.time() - t0
+    res["train_s"] = 0.0
+    return res
   res.update(score_embeddings(config, ds, saved, baseline_seeds, gamma))
   res["svm_s"] = res["total_s"] = res["train_s"] = time.time() - t0
   if diagnose:
-    if "epoch_embeddings" not in saved:
-      raise ValueError(f"{path} has no epoch_embeddings: save it from a run "
-                       "with --select_epoch_on_test.")
     res["diagnostic"] = diagnose_test_fold_selection(
         config, ds, saved["epoch_embeddings"][:, :diag_seeds],
         seeds[:diag_seeds], diagnose)
@@ -388,6 +480,21 @@ def main(argv=None):
                       "chosen on the test folds (the reference's reporting), "
                       "on the provided folds, on fresh random folds per "
                       "evaluation (the reference's), or both")
+  parser.add_argument("--every_epoch", action="store_true",
+                      help="InfoGraph: keep every epoch's embeddings (saved "
+                      "with --save_embeddings; needed by --nested)")
+  parser.add_argument("--train_only", action="store_true",
+                      help="InfoGraph: train and save only (no baselines, no "
+                      "SVM); score the file later with --rescore")
+  parser.add_argument("--nested", action="store_true",
+                      help="InfoGraph: also choose (epoch, C) per outer fold "
+                      "by the inner CV on its training graphs only (nested "
+                      "CV; never the test folds) and report it beside the "
+                      "fixed epoch; with --rescore, a file saved with "
+                      "--every_epoch")
+  parser.add_argument("--nested_epochs", default=None,
+                      help="--nested: candidate epochs, comma-separated "
+                      "(must include 0 and the last; default: all)")
   parser.add_argument("--diag_seeds", type=int, default=None,
                       help="the diagnostic on the first K seeds only")
   args = parser.parse_args(argv)
@@ -396,6 +503,8 @@ def main(argv=None):
     with np.load(args.rescore, allow_pickle=False) as saved:
       args.seeds = len(saved["embeddings"])
   seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+  nested_epochs = (None if args.nested_epochs is None else
+                   [int(e) for e in args.nested_epochs.split(",")])
   if config.method == "dgi":
     out = run_dgi(config, seeds)
   elif args.rescore:
@@ -404,22 +513,30 @@ def main(argv=None):
       gamma = float(gamma)
     out = rescore_infograph(config, args.rescore, gamma, args.baseline_seeds,
                             args.with_baselines, seeds,
-                            args.select_epoch_on_test, args.diag_seeds)
+                            args.select_epoch_on_test, args.diag_seeds,
+                            args.nested, nested_epochs)
   else:
     out = run_infograph(config, seeds, args.save_embeddings,
                         args.baseline_seeds, args.select_epoch_on_test,
-                        args.diag_seeds)
+                        args.diag_seeds, args.every_epoch, args.train_only,
+                        args.nested, nested_epochs)
   res = {"config": args.config, "seeds": seeds, **out}
   line = lambda k: f"{100 * res[k]['mean']:.2f} +- {100 * res[k]['std']:.2f}"  # noqa: E731
   print(f"{args.config}  seeds {seeds[0]}..{seeds[-1]}")
-  print(f"  learned    {line('embeddings')}  (mean +- std over seeds)")
-  print(f"  random-init {line('init_embeddings')}")
+  if "embeddings" in res:   # not with --train_only
+    print(f"  learned    {line('embeddings')}  (mean +- std over seeds)")
+    print(f"  random-init {line('init_embeddings')}")
   if "raw" in res:
     print(f"  raw features {100 * res['raw']['test_acc']:.2f}")
   for key, name in (("wl", "WL kernel"), ("hist", "tag+degree hist")):
     if key in res:
       print(f"  {name}  {100 * res[key]['mean']:.2f} +- "
             f"{100 * res[key]['std']:.2f} (over folds)")
+  if "nested" in res:
+    n = res["nested"]
+    print(f"  epoch {len(n['epoch_counts']) - 1} fixed {line('fixed')};  "
+          f"nested CV over (epoch, C) {line('nested')}  (mean +- std over "
+          f"seeds); epochs chosen (count per epoch 0..): {n['epoch_counts']}")
   for kind in ("provided", "random"):
     d = res.get("diagnostic", {}).get(kind)
     if d:
