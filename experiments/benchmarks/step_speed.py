@@ -18,6 +18,10 @@ Targets (issue 3): mi_jax >= 1.5x PyTorch; >= 0.9x plain JAX; vmapped 20
 seeds >= 3x the seed-steps/s of 20 sequential runs (issue 13: >= 1.0x on
 this CPU; the ratio rows print against 1.0x).
 
+`--breakdown --kernels` times each XLA:CPU kernel of the peer and of the
+library step (and a few variants) with `jax.profiler`, median per kernel, and
+lists the library's kernels by cost (docs/training.md, "kernel by kernel").
+
 `--breakdown` instead prints the process CPU time per scanned step of the
 library step with each of its extras removed or changed (the gradient norm's
 form, `param_norm`, the non-finite guard, the bound) beside the peer; run it
@@ -226,6 +230,7 @@ def breakdown(args):
   """
   k = args.scan
   graphdef, tx, _ = mi_jax_step()
+  concat_norm = training.global_norm
   views_fn = views.make_views("top_bottom", flatten=True)
   lib_loss = multiview.make_multiview_loss(views=views_fn, bound=bounds.infonce)
   diag_loss = multiview.make_multiview_loss(views=views_fn,
@@ -245,6 +250,14 @@ def breakdown(args):
       "  diagonal InfoNCE, no extras": variant_step(
           graphdef, tx, diag_loss, grad_norm=None, param_norm=None),
   }
+  if args.kernels:
+    steps = {"mi_jax (library step)": steps["mi_jax (library step)"],
+             "  grad_norm per leaf (optax, before)":
+                 steps["  grad_norm per leaf (optax, before)"],
+             "  no grad_norm, no guard, no param_norm": variant_step(
+                 graphdef, tx, lib_loss, grad_norm=None, param_norm=None),
+             "  peer's diagonal InfoNCE": steps["  peer's diagonal InfoNCE"]}
+  del concat_norm
   key = jax.random.key(0)
   batches = {"image": _images(jax.random.key(5), (k,))}
   runners = {}
@@ -264,10 +277,15 @@ def breakdown(args):
     def run(jm=jm, box=box):
       box["s"], m = jm(box["s"], batches, key)
       m["loss"].block_until_ready()
+    run.jitted_text = (lambda jm=jm, box=box: jm.lower(
+        box["s"], batches, key).compile().as_text())
     runners[name] = run
   for fn in runners.values():
     fn()
   cpu = {name: [] for name in runners}
+  if args.kernels:
+    kernels(args, runners, cpu)
+    return
   for _ in range(args.rounds):
     for name, fn in runners.items():
       c0 = time.process_time()
@@ -279,6 +297,95 @@ def breakdown(args):
   for name, v in cpu.items():
     med = statistics.median(v)
     print(f"  {name:38s} {med * 1e3:7.2f}  ({med / ref:.3f}x the peer)")
+
+
+def kernels(args, runners, cpu):
+  """`--kernels`: the XLA:CPU kernels of each variant, timed by the profiler.
+
+  Every round runs each variant once inside `jax.profiler.trace`; a kernel's
+  cost per step is its *median* duration times its count per step, which
+  other jobs on the machine shift little as long as kernels are shorter than
+  a scheduler slice (true at batch 128, not at 1,024). Prints the sum per
+  variant (and the process CPU time beside it) and the kernels whose cost
+  differs most from the peer's, with their shape and JAX op name.
+  """
+  import bisect  # pylint: disable=g-import-not-at-top
+  import collections  # pylint: disable=g-import-not-at-top
+  import glob  # pylint: disable=g-import-not-at-top
+  import re  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  from jax._src.lib import _profile_data  # pylint: disable=g-import-not-at-top
+  k = args.scan
+  trace_dir = tempfile.mkdtemp(prefix="step_kernels_")
+  with jax.profiler.trace(trace_dir):
+    for _ in range(args.rounds):
+      for name, fn in runners.items():
+        c0 = time.process_time()
+        with jax.profiler.TraceAnnotation("RUN:" + name):
+          fn()
+        cpu[name].append((time.process_time() - c0) / k)
+  pb = glob.glob(f"{trace_dir}/**/*.xplane.pb", recursive=True)[0]
+  profile = _profile_data.ProfileData.from_file(pb)
+  windows = sorted(
+      (e.start_ns, e.start_ns + e.duration_ns, e.name[4:])
+      for plane in profile.planes for line in plane.lines
+      if line.name == "python" for e in line.events
+      if e.name.startswith("RUN:"))
+  starts = [w[0] for w in windows]
+  durations = {n: collections.defaultdict(list) for n in runners}
+  for plane in profile.planes:
+    for line in plane.lines:
+      if line.name == "python":
+        continue
+      for ev in line.events:
+        if ev.name.startswith(("Thunk", "Threadpool", "end:", "while",
+                               "cond")):
+          continue  # executor bookkeeping and enclosing loop / conditional
+        i = bisect.bisect_right(starts, ev.start_ns) - 1
+        if i >= 0 and ev.start_ns < windows[i][1]:
+          durations[windows[i][2]][ev.name].append(ev.duration_ns)
+  n_steps = args.rounds * k
+  cost = {n: {kn: statistics.median(v) * len(v) / n_steps / 1e3
+              for kn, v in d.items()} for n, d in durations.items()}
+  total = {n: sum(c.values()) for n, c in cost.items()}
+  peer = "plain JAX (peer)"
+  print(f"\nkernel time per step (sum of median kernel durations, us) and "
+        f"process CPU time; {args.rounds} rounds of {k} scanned steps, batch "
+        f"{B}, load average {os.getloadavg()[0]:.1f}:")
+  for n in runners:
+    count = sum(len(v) for v in durations[n].values()) / n_steps
+    print(f"  {n:40s} {total[n]:9.1f} ({total[n] / total[peer]:.3f}x)   cpu "
+          f"{statistics.median(cpu[n]) * 1e6:9.1f} "
+          f"({statistics.median(cpu[n]) / statistics.median(cpu[peer]):.3f}x)"
+          f"   {count:.0f} kernels")
+  lib = "mi_jax (library step)"
+  text = runners[lib].jitted_text()
+  info = {}
+  for line in text.splitlines():
+    m = re.match(r"\s*(?:ROOT )?%?([\w.\-]+) = (\S+) [\w-]+\(", line)
+    if m:
+      op = re.search(r'op_name="([^"]*)"', line)
+      info[m.group(1)] = (m.group(2)[:24], (op.group(1) if op else "")[-50:])
+  def category(op):
+    if "cond/" in op:
+      return "optimizer update (in the guard's lax.cond)"
+    if "jvp" in op:
+      return "forward + backward (loss, bound, critic)"
+    if op.endswith(("concatenate", "reduce_sum", "square", "sqrt")):
+      return "grad_norm / param_norm"
+    return "other (loop, metrics, no op name)"
+
+  groups = collections.Counter()
+  for name, us in cost[lib].items():
+    groups[category(info.get(name, ("", ""))[1])] += us
+  print("\nthe library step by part (us per step):")
+  for g, us in groups.most_common():
+    print(f"  {g:48s} {us:9.1f}")
+  print("\nthe library step's kernels costing >= 3 us per step:")
+  for name, us in sorted(cost[lib].items(), key=lambda kv: -kv[1]):
+    if us >= 3:
+      shape, op = info.get(name, ("", ""))
+      print(f"  {name:38s} {us:8.1f}  {shape:24s} {op}")
 
 
 # -------------------------------------------------------------------- timing
@@ -298,6 +405,9 @@ def main():
   p.add_argument("--seed_steps", type=int, default=4,
                  help="steps per seed in the seeds comparison")
   p.add_argument("--batch", type=int, default=B, help="batch size")
+  p.add_argument("--kernels", action="store_true",
+                 help="with --breakdown: time every XLA:CPU kernel with the "
+                 "profiler (median per kernel; see `kernels`)")
   p.add_argument("--breakdown", action="store_true",
                  help="only the CPU-time breakdown of the library step's "
                  "extras against the peer (see `breakdown`)")

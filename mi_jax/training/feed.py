@@ -22,6 +22,7 @@ import threading
 from typing import Any, Callable, Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -74,7 +75,8 @@ def gather(arrays: dict, indices_B: jax.Array) -> dict:
 
 
 def make_gather_multi_step(step: Callable, num_steps: int, *,
-                           split_key: bool = True):
+                           split_key: bool = True,
+                           variable_length: bool = False):
   """`lax.scan` of `num_steps` steps that gather their batches on the device.
 
   Returns `multi(state, arrays, indices_TxB, key) -> (state, metrics_T)`:
@@ -87,7 +89,38 @@ def make_gather_multi_step(step: Callable, num_steps: int, *,
   runs `lax`'s own conv gradients ~20x slower inside a loop body
   (docs/training.md). Jit it, with `donate_argnums=0`; over a mesh use
   `shard_gather_multi_step`.
+
+  `variable_length=True` (with `split_key=False`, `num_steps` > 1): returns
+  `multi(state, arrays, indices_TxB, key, n)`, which runs the first `n`
+  (1 <= n <= num_steps, a runtime int32) of the `num_steps` rows of
+  `indices_TxB` in a `lax.fori_loop` with a dynamic trip count; metrics rows
+  from `n` on are zeros. Every call, whatever its `n`, runs the same compiled
+  loop body, so a run's numbers do not depend on where its calls end (a
+  resumed run ends and starts calls elsewhere than the uninterrupted one),
+  and one compile serves every call length. With a static scan of each
+  length instead, XLA compiles each length (and a single step, unrolled)
+  separately and may round differently in the last bits (measured: a
+  diagonal-only InfoNCE step gave params ~6e-4 apart after 12 Adam steps
+  run as 12 calls of 1 step vs calls of 4, 2, 2, 4).
   """
+  if variable_length and num_steps > 1:
+    if split_key:
+      raise ValueError("variable_length needs split_key=False (the keys of "
+                       "split(key, num_steps) would depend on num_steps).")
+
+    def multi_n(state, arrays, indices_TxB, key, n):
+      metrics_T = jax.tree.map(
+          lambda m: jnp.zeros((num_steps, *m.shape), m.dtype),
+          jax.eval_shape(step, state, gather(arrays, indices_TxB[0]), key)[1])
+
+      def body(t, carry):
+        s, ms = carry
+        s, m = step(s, gather(arrays, indices_TxB[t]), key)
+        return s, jax.tree.map(lambda buf, x: buf.at[t].set(x), ms, m)
+
+      return jax.lax.fori_loop(0, n, body, (state, metrics_T))
+
+    return multi_n
 
   def multi(state, arrays, indices_TxB, key):
     if num_steps == 1:  # No loop needed.
@@ -111,30 +144,35 @@ def make_gather_multi_step(step: Callable, num_steps: int, *,
 
 def shard_gather_multi_step(step: Callable, num_steps: int, mesh, *,
                             state_sharding=None, donate_state: bool = True,
-                            split_key: bool = True):
+                            split_key: bool = True,
+                            variable_length: bool = False):
   """`make_gather_multi_step` jitted over `mesh`: data replicated, indices split over the batch.
 
   Each device gathers its own rows of every batch from its replicated copy
   of the data (no communication for the input). Returns
   `sharded(state, arrays, indices_TxB, key)`; the indices may be a NumPy
-  array, the same on every host.
+  array, the same on every host. `variable_length` as in
+  `make_gather_multi_step` (then `sharded(state, arrays, indices_TxB, key, n)`).
   """
   from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
   from mi_jax.training import sharding  # pylint: disable=g-import-not-at-top
   rep = sharding.replicated(mesh)
   state_sh = rep if state_sharding is None else state_sharding
   idx = NamedSharding(mesh, P(None, sharding.batch_axes(mesh)))
+  dynamic = variable_length and num_steps > 1
   jitted = jax.jit(make_gather_multi_step(step, num_steps,
-                                          split_key=split_key),
-                   in_shardings=(state_sh, rep, idx, rep),
+                                          split_key=split_key,
+                                          variable_length=variable_length),
+                   in_shardings=(state_sh, rep, idx, rep) + (
+                       (rep,) if dynamic else ()),
                    out_shardings=(state_sh, rep),
                    donate_argnums=(0,) if donate_state else ())
 
-  def sharded(state, arrays, indices_TxB, key):
+  def sharded(state, arrays, indices_TxB, key, *n):
     if isinstance(indices_TxB, np.ndarray):
       indices_TxB = sharding.place(indices_TxB, idx)
     with jax.set_mesh(mesh):
-      return jitted(state, arrays, indices_TxB, key)
+      return jitted(state, arrays, indices_TxB, key, *n[:int(dynamic)])
 
   sharded.jitted = jitted
   return sharded
@@ -247,17 +285,37 @@ class DeviceFeed:
     multi_step: `num_steps -> fn(state, arrays, indices_TxB, key) ->
       (state, metrics_T)` (compiled, e.g. `shard_gather_multi_step`; cached
       by the caller, one compile per distinct `num_steps`).
+    max_steps: if given (> 1), every call runs the one program
+      `multi_step(max_steps, variable_length=True)` (see
+      `make_gather_multi_step`) with the indices padded to `max_steps` rows
+      and the number of steps to run as an argument: one compile, and the
+      same compiled step whatever the call's length (bitwise-reproducible
+      resumes). `run(..., num_steps)` then needs `num_steps <= max_steps`.
   """
 
   stacked = True  # `run` returns every metric with a leading [num_steps] axis.
 
-  def __init__(self, data: DeviceData, multi_step: Callable[[int], Callable]):
+  def __init__(self, data: DeviceData, multi_step: Callable[..., Callable],
+               max_steps: Optional[int] = None):
     self._data, self._multi_step = data, multi_step
+    self._max_steps = max_steps if max_steps and max_steps > 1 else None
 
   def run(self, state, num_steps: int, key):
     """`num_steps` steps; returns (state, metrics_T, finite_T)."""
-    state, metrics = self._multi_step(num_steps)(
-        state, self._data.arrays, self._data.next_indices(num_steps), key)
+    indices = self._data.next_indices(num_steps)
+    t_max = self._max_steps
+    if t_max is None:
+      state, metrics = self._multi_step(num_steps)(
+          state, self._data.arrays, indices, key)
+      return state, metrics, metrics["finite"]
+    if num_steps > t_max:
+      raise ValueError(f"{num_steps} steps in one call; at most {t_max}.")
+    padded = np.zeros((t_max, *indices.shape[1:]), indices.dtype)
+    padded[:num_steps] = indices
+    state, metrics = self._multi_step(t_max, variable_length=True)(
+        state, self._data.arrays, padded, key, np.int32(num_steps))
+    if num_steps < t_max:
+      metrics = jax.tree.map(lambda x: x[:num_steps], metrics)
     return state, metrics, metrics["finite"]
 
   def state(self) -> dict:

@@ -180,7 +180,9 @@ def compile_steps(config, method: Method, graphdef, tx, mesh,
 
   Returns `(train_step, eval_step, gather_steps, step)`; `gather_steps(T)`
   is `train_step` scanned over T steps that gather their batches from
-  on-device data (`feed.make_gather_multi_step`), compiled once per T;
+  on-device data (`feed.make_gather_multi_step`), compiled once per T
+  (`gather_steps(T, variable_length=True)`: up to T steps, the number given
+  at each call; the loop's device feed uses this one);
   `step` is the pure step they compile.
   """
   dtype = _DTYPES[config.get("compute_dtype", "float32")]
@@ -197,14 +199,15 @@ def compile_steps(config, method: Method, graphdef, tx, mesh,
   from mi_jax.training import feed  # pylint: disable=g-import-not-at-top
 
   @functools.lru_cache(maxsize=None)
-  def gather_steps(num_steps: int):
+  def gather_steps(num_steps: int, variable_length: bool = False):
     if mesh is None:
-      return jax.jit(feed.make_gather_multi_step(step, num_steps,
-                                                 split_key=False),
+      return jax.jit(feed.make_gather_multi_step(
+          step, num_steps, split_key=False, variable_length=variable_length),
                      donate_argnums=0)
     return feed.shard_gather_multi_step(step, num_steps, mesh,
                                         state_sharding=state_sharding,
-                                        split_key=False)
+                                        split_key=False,
+                                        variable_length=variable_length)
 
   if mesh is None:
     return (jax.jit(step, donate_argnums=0), jax.jit(eval_step), gather_steps,
@@ -351,8 +354,12 @@ def make_feed(run: Run, iterator_state=None):
     if run.mesh is not None:
       from mi_jax.training import sharding  # pylint: disable=g-import-not-at-top
       where = sharding.replicated(run.mesh)
-    return feed.DeviceFeed(feed.DeviceData(run.method.train_data, iterator,
-                                           where), run.gather_steps)
+    # One compiled program of up to steps_per_call steps for every call, so
+    # where calls end (logs, checkpoints, a resume) cannot change the numbers.
+    return feed.DeviceFeed(
+        feed.DeviceData(run.method.train_data, iterator, where),
+        run.gather_steps,
+        max_steps=run.config.get("steps_per_call", DEFAULT_STEPS_PER_CALL))
   iterator = make_iterator(run)
   if iterator_state is not None:
     iterator.set_state(iterator_state)
