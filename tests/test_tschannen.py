@@ -137,3 +137,42 @@ def test_noniid_vmapped_run_shapes():
   assert mi.shape == (6, 2) and finite.shape == (6, 2)
   assert np.isfinite(mi).all() and finite.all()
   assert not np.allclose(mi[:, 0], mi[:, 1])  # seeds differ
+
+
+def test_paired_differences_per_seed():
+  from experiments.tschannen import paired  # pylint: disable=g-import-not-at-top
+  a = [{"seed": s, "step": st, "accuracy": v}
+       for s, (st, v) in enumerate([(10, 0.9), (10, 0.8), (10, 0.7)])]
+  a += [{"seed": 0, "step": 0, "accuracy": 0.5}]
+  b = [{"seed": s, "step": 10, "accuracy": v}
+       for s, v in enumerate([0.85, 0.82, 0.6])]
+  b += [{"seed": 0, "step": 0, "accuracy": 0.5}]
+  p = paired.paired(a, b, "accuracy")
+  d = np.array([0.05, -0.02, 0.1])
+  assert p["step"] == 10 and p["n"] == 3 and p["a_above"] == 2
+  np.testing.assert_allclose(
+      [p["mean"], p["std"], p["min"], p["max"]],
+      [d.mean(), d.std(), d.min(), d.max()], atol=1e-12)
+  # Seeds pair by id: a seed missing from B is left out, not misaligned.
+  p2 = paired.paired(a, b[1:], "accuracy")
+  assert p2["n"] == 2
+  np.testing.assert_allclose(p2["mean"], np.mean([-0.02, 0.1]), atol=1e-12)
+
+
+def test_experiment_scripts_take_bound_and_target_subsets(monkeypatch):
+  from experiments.tschannen import critic_capacity, encoder_arch  # pylint: disable=g-import-not-at-top
+  seen = []
+  monkeypatch.setattr(common, "start", lambda parser, argv: (
+      parser.parse_args(argv), None, None, None))
+  monkeypatch.setattr(common, "multiview_program",
+                      lambda *a, **k: seen.append((a[3], k.get("target")))
+                      or type("P", (), {"scan": True})())
+  monkeypatch.setattr(common, "bilinear_critic", lambda *a: None)
+  monkeypatch.setattr(common, "run_program", lambda name, *a, **k: [])
+  monkeypatch.setattr(common, "report", lambda *a, **k: "")
+  critic_capacity.main(["--critics", "bilinear,MLP", "--bounds", "nwj"])
+  assert seen == [("nwj", None), ("nwj", None)]
+  seen.clear()
+  encoder_arch.main(["--encoders", "MLP", "--bounds", "infonce",
+                     "--targets", "2,4"])
+  assert seen == [("infonce", 2.0), ("infonce", 4.0)]
