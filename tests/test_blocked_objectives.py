@@ -87,6 +87,7 @@ def _step(block_size):
       local_contrast="codes", block_size=block_size))
 
 
+@pytest.mark.slow  # CI time: 25-60 s on 2 cores; run with -m slow
 def test_dim_blocked_local_term_equals_dense_in_the_sharded_step():
   n = jax.device_count()
   batch = {"image": jax.random.uniform(jax.random.key(9), (2 * n, 16, 16, 1)),

@@ -212,6 +212,7 @@ def test_sharded_step_equals_single_device(bank_size):
                                atol=1e-5)
 
 
+@pytest.mark.slow  # CI time: 25-60 s on 2 cores; run with -m slow
 def test_vmapped_seeds_equal_each_seed_alone():
   tx = optax.sgd(0.1)
   keys = jax.random.split(jax.random.key(0), 2)

@@ -121,6 +121,7 @@ def test_step_on_8_devices_equals_single_device():
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow  # CI time: 25-60 s on 2 cores; run with -m slow
 def test_fit_seeds_vmapped_equals_one_seed_and_stops_early():
   batch = _sparse(_graph())
   both = dgi_fit_seeds(batch, 4, [0, 1], hidden=8, learning_rate=1e-2,

@@ -337,6 +337,7 @@ def test_candidates_pick_the_best_validation_value(data):
     mi_jax.estimate(x, y, critic_options=[{"weight_decay": -1.0}], **kw)
 
 
+@pytest.mark.slow  # CI time: 25-60 s on 2 cores; run with -m slow
 def test_ensemble_reads_out_the_members_mean_score():
   """ensemble=E: the read-out is the bound on 1/E sum_e T_e (float64 check),
   dense (concat) and memory-linear blocked (separable, n > 4,096)."""

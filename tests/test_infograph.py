@@ -78,6 +78,7 @@ def test_loss_gradients_and_bn_stats_ignore_padding():
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow  # CI time: 25-60 s on 2 cores; run with -m slow
 def test_fit_seeds_vmapped_equals_one_seed():
   ds = tiny_graphs.random_dataset(num_graphs=9, num_tags=3, seed=4)
   both = infograph_fit_seeds(ds, [0, 1], hidden=4, num_layers=2,

@@ -46,7 +46,8 @@ def _dim(estimator):
 
 @pytest.mark.parametrize("objective", [
     ("multiview", "infonce", "bilinear"), ("multiview", "nwj", "separable"),
-    ("multiview", "jsd", "concat"), ("dim", "jsd")],
+    ("multiview", "jsd", "concat"),
+    pytest.param(("dim", "jsd"), marks=pytest.mark.slow)],  # dim: ~70 s on 2 cores
     ids=lambda o: "-".join(o))
 def test_bfloat16_steps_close_to_float32(objective):
   model, loss_fn, batch = (_multiview(*objective[1:])

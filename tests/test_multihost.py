@@ -46,6 +46,7 @@ def _run_two_processes(tmp_path):
   return [json.loads(o.read_text()) for o in outs]
 
 
+@pytest.mark.slow  # CI time: 25-60 s on 2 cores; run with -m slow
 def test_two_processes_match_one_process(tmp_path):
   sys.path.insert(0, os.path.dirname(WORKER))
   import multihost_worker  # pylint: disable=g-import-not-at-top

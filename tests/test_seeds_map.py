@@ -1,5 +1,6 @@
 """`map_over_seeds` (lax.map over seeds in one program) == `vmap_over_seeds`."""
 
+import pytest
 import jax
 import numpy as np
 import optax
@@ -10,6 +11,7 @@ from mi_jax.objectives import multiview
 import tiny_models  # tests/tiny_models.py
 
 
+@pytest.mark.slow  # CI time: 25-60 s on 2 cores; run with -m slow
 def test_map_over_seeds_equals_vmap():
   tx = optax.sgd(0.1)
   keys = jax.random.split(jax.random.key(0), 3)
